@@ -4,9 +4,16 @@
 set -euo pipefail
 src="$1"; dbs="$2"
 [ -d "$src/crates" ] || { echo "cargo-deny.sh: no advisory database at $src" >&2; exit 1; }
-mkdir -p "$dbs"
-# cargo-deny looks for each database in a directory named after its URL; link the local copy
-# under the name it expects for the default RustSec URL.
-name="$(cargo deny --log-level error check --help >/dev/null 2>&1; echo advisory-db-3157b0e258782691)"
-ln -sfn "$src" "$dbs/$name"
-exec cargo deny --all-features check --disable-fetch --config deny.toml
+# cargo-deny reads each database from a git checkout in a directory named after its URL (here
+# the default RustSec URL's); the copy is committed into a local repository once per change.
+dest="$dbs/advisory-db-3157b0e258782691"
+stamp="$(cd "$src" && find . -type f -newer /dev/null | wc -l) $(du -sk "$src" | cut -f1)"
+if [ ! -d "$dest/.git" ] || [ "$(cat "$dest/.stamp" 2>/dev/null)" != "$stamp" ]; then
+  rm -rf "$dest"; mkdir -p "$dest"
+  cp -R "$src"/. "$dest"/
+  git -C "$dest" init -q
+  git -C "$dest" add -A
+  git -C "$dest" -c user.name=offline -c user.email=offline@invalid commit -qm "offline copy"
+  echo "$stamp" > "$dest/.stamp"
+fi
+exec cargo deny --offline --all-features check

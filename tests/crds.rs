@@ -2,6 +2,8 @@
 //! valid, and every CEL rule has a passing and a failing case (evaluated with kube's CEL).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[allow(dead_code)] // each test target uses part of the table
+#[path = "support/cases.rs"]
 mod cases;
 
 use std::{fs, path::Path};
@@ -12,7 +14,10 @@ use kube::core::cel::Validator;
 use serde_json::Value;
 
 fn crd_for(kind: &str) -> CustomResourceDefinition {
-    crd::all().into_iter().find(|c| c.spec.names.kind == kind).expect("known kind")
+    crd::all()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .expect("known kind")
 }
 
 /// Evaluates the CEL rules of the CRD's schema on `object` (as the API server would, minus the
@@ -21,7 +26,13 @@ fn cel_errors(object: &Value, old: Option<&Value>) -> Vec<String> {
     let kind = object["kind"].as_str().unwrap();
     let crd = crd_for(kind);
     let schema = serde_json::to_value(
-        crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap(),
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
     )
     .unwrap();
     match Validator::new().validate(&schema, object, old) {
@@ -39,11 +50,20 @@ fn committed_crds_match_crdgen() {
         let path = root.join("crds").join(&file);
         let committed = fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}; run `make crds`", path.display()));
-        assert!(committed == yaml, "crds/{file} is out of date; run `make crds` and commit it");
-        let chart = root.join("charts/guest-attestation-operator/crds").join(&file);
+        assert!(
+            committed == yaml,
+            "crds/{file} is out of date; run `make crds` and commit it"
+        );
+        let chart = root
+            .join("charts/guest-attestation-operator/crds")
+            .join(&file);
         if chart.parent().unwrap().exists() {
             let copy = fs::read_to_string(&chart).unwrap();
-            assert!(copy == yaml, "{} is out of date; run `make crds`", chart.display());
+            assert!(
+                copy == yaml,
+                "{} is out of date; run `make crds`",
+                chart.display()
+            );
         }
     }
 }
@@ -62,7 +82,8 @@ fn examples_are_valid() {
             let kind = value["kind"].as_str().unwrap().to_owned();
             match kind.as_str() {
                 "AttestationProvider" => {
-                    let o: crd::AttestationProvider = serde_json::from_value(value.clone()).unwrap();
+                    let o: crd::AttestationProvider =
+                        serde_json::from_value(value.clone()).unwrap();
                     o.validate_cel().unwrap();
                 }
                 "GuestAttestationExtension" => {
@@ -101,7 +122,10 @@ fn every_cel_rule_fails_its_bad_case() {
 fn every_cel_rule_passes_its_good_case() {
     for (name, object) in cases::valid() {
         let errors = cel_errors(&object, None);
-        assert!(errors.is_empty(), "{name}: unexpected CEL errors {errors:?}");
+        assert!(
+            errors.is_empty(),
+            "{name}: unexpected CEL errors {errors:?}"
+        );
     }
 }
 
@@ -124,12 +148,21 @@ fn machine_id_is_immutable_on_extensions() {
     assert!(cel_errors(&new, Some(&old)).is_empty());
     new["spec"]["machineId"] = cases::machine_id("vm2").into();
     let errors = cel_errors(&new, Some(&old));
-    assert!(errors.iter().any(|e| e.contains("spec.machineId is immutable")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("spec.machineId is immutable")),
+        "{errors:?}"
+    );
 }
 
 #[test]
 fn defaults_live_in_the_schema() {
-    let yaml = crd::render_all().unwrap().into_iter().map(|(_, y)| y).collect::<String>();
+    let yaml = crd::render_all()
+        .unwrap()
+        .into_iter()
+        .map(|(_, y)| y)
+        .collect::<String>();
     for default in [
         "default: 30m",
         "default: 8h",
@@ -150,14 +183,17 @@ fn every_string_and_list_is_bounded() {
     fn walk(path: &str, v: &Value, unbounded: &mut Vec<String>) {
         let Some(obj) = v.as_object() else { return };
         match obj.get("type").and_then(Value::as_str) {
-            Some("string") if !obj.contains_key("maxLength") && !obj.contains_key("enum")
-                && obj.get("format").and_then(Value::as_str) != Some("date-time") =>
+            Some("string")
+                if !obj.contains_key("maxLength")
+                    && !obj.contains_key("enum")
+                    && obj.get("format").and_then(Value::as_str) != Some("date-time") =>
             {
                 unbounded.push(path.to_owned());
             }
             Some("array") if !obj.contains_key("maxItems") => unbounded.push(path.to_owned()),
             Some("object")
-                if obj.contains_key("additionalProperties") && !obj.contains_key("maxProperties") =>
+                if obj.contains_key("additionalProperties")
+                    && !obj.contains_key("maxProperties") =>
             {
                 unbounded.push(path.to_owned());
             }
@@ -177,13 +213,23 @@ fn every_string_and_list_is_bounded() {
     }
     for crd in crd::all() {
         let schema = serde_json::to_value(
-            crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap(),
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
         )
         .unwrap();
         let mut unbounded = vec![];
         for part in ["spec", "status"] {
             walk(part, &schema["properties"][part], &mut unbounded);
         }
-        assert!(unbounded.is_empty(), "{}: unbounded fields {unbounded:?}", crd.spec.names.kind);
+        assert!(
+            unbounded.is_empty(),
+            "{}: unbounded fields {unbounded:?}",
+            crd.spec.names.kind
+        );
     }
 }

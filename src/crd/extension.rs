@@ -1,11 +1,14 @@
 //! `GuestAttestationExtension`: the GuestAttestation extension on one Arc machine.
+#![allow(clippy::duplicated_attributes)] // kube's derive takes one printcolumn(...) per column
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Condition, CredentialsRef, DeletionPolicy, LocalObjectReference, ManagementPolicy};
+use super::common::{
+    Condition, CredentialsRef, DeletionPolicy, LocalObjectReference, ManagementPolicy,
+};
 
 /// The machine, where the attestation endpoints come from, and the extension settings.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -19,11 +22,34 @@ use super::common::{Condition, CredentialsRef, DeletionPolicy, LocalObjectRefere
     cel,
     doc = "The GuestAttestation extension on the Arc machine of one Trusted Launch Azure Local VM: prerequisites checked, settings rendered as documented, deployed, kept in place, and removed on delete.",
     status = "GuestAttestationExtensionStatus",
-    printcolumn(name = "Machine", type_ = "string", json_path = ".status.machineName", description = "Name of the Arc machine"),
-    printcolumn(name = "State", type_ = "string", json_path = ".status.provisioningState", description = "The extension's provisioningState"),
-    printcolumn(name = "Version", type_ = "string", json_path = ".status.typeHandlerVersion", description = "The extension's typeHandlerVersion"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Machine",
+        type_ = "string",
+        json_path = ".status.machineName",
+        description = "Name of the Arc machine"
+    ),
+    printcolumn(
+        name = "State",
+        type_ = "string",
+        json_path = ".status.provisioningState",
+        description = "The extension's provisioningState"
+    ),
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".status.typeHandlerVersion",
+        description = "The extension's typeHandlerVersion"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = kube::core::Rule::new("has(self.clusterId) != has(self.providerRef)").message("exactly one of spec.clusterId and spec.providerRef must be set")

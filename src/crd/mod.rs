@@ -13,8 +13,9 @@ pub mod status;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-pub use common::{Condition, ConditionStatus, 
-    CredentialsRef, DeletionPolicy, KeySelector, LocalObjectReference, ManagementPolicy,
+pub use common::{
+    Condition, ConditionStatus, CredentialsRef, DeletionPolicy, KeySelector, LocalObjectReference,
+    ManagementPolicy,
 };
 pub use extension::{
     ExtensionSettings, GuestAttestationExtension, GuestAttestationExtensionSpec,

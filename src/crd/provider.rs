@@ -1,4 +1,5 @@
 //! `AttestationProvider`: the Microsoft Azure Attestation (MAA) endpoint and its policy.
+#![allow(clippy::duplicated_attributes)] // kube's derive takes one printcolumn(...) per column
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Condition, CredentialsRef, DeletionPolicy, KeySelector, LocalObjectReference, ManagementPolicy};
+use super::common::{
+    Condition, CredentialsRef, DeletionPolicy, KeySelector, LocalObjectReference, ManagementPolicy,
+};
 
 /// Which provider, whether to create it when missing, and the policy to keep on it.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -21,10 +24,28 @@ use super::common::{Condition, CredentialsRef, DeletionPolicy, KeySelector, Loca
     cel,
     doc = "A Microsoft Azure Attestation (MAA) provider and its attestation policy: adopted, created or repaired, with the policy kept as declared and drift reported.",
     status = "AttestationProviderStatus",
-    printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.attestUri", description = "The MAA endpoint (attestUri)"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Policy", type_ = "string", json_path = ".status.policyState", description = "InSync, Drifted, Invalid or Unknown"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".status.attestUri",
+        description = "The MAA endpoint (attestUri)"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Policy",
+        type_ = "string",
+        json_path = ".status.policyState",
+        description = "InSync, Drifted, Invalid or Unknown"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = kube::core::Rule::new("has(self.resourceId) != has(self.clusterRef)").message("exactly one of spec.resourceId and spec.clusterRef must be set")

@@ -1,4 +1,5 @@
 //! `AttestationStatus`: the attestation health of one Azure Local VM, mirrored from Azure.
+#![allow(clippy::duplicated_attributes)] // kube's derive takes one printcolumn(...) per column
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
@@ -20,13 +21,47 @@ use super::common::{Condition, CredentialsRef};
     cel,
     doc = "The attestation health of one Azure Local VM, mirrored from Azure: Healthy, Unhealthy or Unknown with the secure-boot, certificate and boot-integrity fields. A Running VM whose attestation is older than spec.staleAfter (8h) is Unknown (Stale).",
     status = "AttestationStatusStatus",
-    printcolumn(name = "Machine", type_ = "string", json_path = ".status.machineName", description = "Name of the Arc machine"),
-    printcolumn(name = "Health", type_ = "string", json_path = ".status.health", description = "Healthy, Unhealthy or Unknown"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason", description = "Why the health is what it is"),
-    printcolumn(name = "Secure-Boot", type_ = "string", json_path = ".status.attestSecureBootEnabled", description = "Secure Boot as attested"),
-    printcolumn(name = "Boot-Integrity", type_ = "string", json_path = ".status.bootIntegrityValidated", description = "Boot integrity as attested"),
-    printcolumn(name = "Attested", type_ = "date", json_path = ".status.attestedTime", description = "When Azure last validated the attestation"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Machine",
+        type_ = "string",
+        json_path = ".status.machineName",
+        description = "Name of the Arc machine"
+    ),
+    printcolumn(
+        name = "Health",
+        type_ = "string",
+        json_path = ".status.health",
+        description = "Healthy, Unhealthy or Unknown"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.reason",
+        description = "Why the health is what it is"
+    ),
+    printcolumn(
+        name = "Secure-Boot",
+        type_ = "string",
+        json_path = ".status.attestSecureBootEnabled",
+        description = "Secure Boot as attested"
+    ),
+    printcolumn(
+        name = "Boot-Integrity",
+        type_ = "string",
+        json_path = ".status.bootIntegrityValidated",
+        description = "Boot integrity as attested"
+    ),
+    printcolumn(
+        name = "Attested",
+        type_ = "date",
+        json_path = ".status.attestedTime",
+        description = "When Azure last validated the attestation"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AttestationStatusSpec {
@@ -162,12 +197,21 @@ pub struct AttestationStatusStatus {
     #[schemars(length(max = 32))]
     pub power_state: Option<String>,
 
-    /// When Azure was last read successfully.
+    /// When Azure was last read for the values shown. Unchanged reads do not move it (the
+    /// operator writes status only when something changed); Fresh tells whether reads succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checked_time: Option<Time>,
 
-    /// Failed reads of Azure in a row since the last success.
+    /// The VM's security type (TrustedLaunch, ConfidentialVM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 1_000_000))]
-    pub consecutive_failures: Option<i32>,
+    #[schemars(length(max = 32))]
+    pub security_type: Option<String>,
+
+    /// Whether the VM has its virtual TPM enabled (securityProfile.enableTPM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_enabled: Option<bool>,
+
+    /// Whether the VM has Secure Boot enabled (securityProfile.uefiSettings.secureBootEnabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_boot_enabled: Option<bool>,
 }

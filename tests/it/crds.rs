@@ -24,26 +24,47 @@ fn api_resource(kind: &str) -> ApiResource {
     )
 }
 
-async fn apply(client: &kube::Client, ns: &str, object: &Value) -> Result<DynamicObject, kube::Error> {
+async fn apply(
+    client: &kube::Client,
+    ns: &str,
+    object: &Value,
+) -> Result<DynamicObject, kube::Error> {
     let kind = object["kind"].as_str().unwrap();
     let name = object["metadata"]["name"].as_str().unwrap();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource(kind));
-    api.patch(name, &PatchParams::apply("it-crds").force(), &Patch::Apply(object)).await
+    api.patch(
+        name,
+        &PatchParams::apply("it-crds").force(),
+        &Patch::Apply(object),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn crds_are_established_and_discoverable() {
     let env = support::env();
     let client = env.client().await;
-    for kind in ["AttestationProvider", "GuestAttestationExtension", "AttestationStatus"] {
+    for kind in [
+        "AttestationProvider",
+        "GuestAttestationExtension",
+        "AttestationStatus",
+    ] {
         let gvk = GroupVersionKind::gvk("guestattestation.dev", "v1alpha1", kind);
         let (ar, caps) = discovery::pinned_kind(&client, &gvk).await.unwrap();
         assert_eq!(caps.scope, discovery::Scope::Namespaced, "{kind}");
-        assert!(caps.subresources.iter().any(|(s, _)| s.plural == "status"), "{kind} has /status");
+        assert!(
+            caps.subresources.iter().any(|(s, _)| s.plural == "status"),
+            "{kind} has /status"
+        );
         assert_eq!(ar.plural, api_resource(kind).plural);
     }
     // Short names and the category resolve through kubectl's discovery.
-    let out = env.kubectl_ok(&["api-resources", "--api-group=guestattestation.dev", "-o", "wide"]);
+    let out = env.kubectl_ok(&[
+        "api-resources",
+        "--api-group=guestattestation.dev",
+        "-o",
+        "wide",
+    ]);
     for short in ["atp", "gae", "ats"] {
         assert!(out.contains(short), "short name {short} in {out}");
     }
@@ -60,16 +81,31 @@ async fn kubectl_get_shows_the_printer_columns() {
     }
     let ats = env.kubectl_ok(&["get", "ats", "-n", &ns]);
     let header = ats.lines().next().unwrap();
-    for col in ["NAME", "MACHINE", "HEALTH", "REASON", "SECURE-BOOT", "BOOT-INTEGRITY", "ATTESTED", "AGE"] {
+    for col in [
+        "NAME",
+        "MACHINE",
+        "HEALTH",
+        "REASON",
+        "SECURE-BOOT",
+        "BOOT-INTEGRITY",
+        "ATTESTED",
+        "AGE",
+    ] {
         assert!(header.contains(col), "ats column {col} in {header:?}");
     }
     let gae = env.kubectl_ok(&["get", "gae", "-n", &ns]);
     for col in ["MACHINE", "STATE", "VERSION", "READY", "AGE"] {
-        assert!(gae.lines().next().unwrap().contains(col), "gae column {col} in {gae}");
+        assert!(
+            gae.lines().next().unwrap().contains(col),
+            "gae column {col} in {gae}"
+        );
     }
     let atp = env.kubectl_ok(&["get", "atp", "-n", &ns]);
     for col in ["ENDPOINT", "READY", "POLICY", "AGE"] {
-        assert!(atp.lines().next().unwrap().contains(col), "atp column {col} in {atp}");
+        assert!(
+            atp.lines().next().unwrap().contains(col),
+            "atp column {col} in {atp}"
+        );
     }
     // The category lists all three kinds at once.
     let all = env.kubectl_ok(&["get", "guestattestation", "-n", &ns, "-o", "name"]);
@@ -109,9 +145,16 @@ async fn schema_defaults_are_applied_by_the_server() {
     let env = support::env();
     let client = env.client().await;
     let ns = support::namespace(&client, "defaults").await;
-    let stored = apply(&client, &ns, &cases::status("d1", serde_json::json!({"machineId": cases::machine_id("vm1")})))
-        .await
-        .unwrap();
+    let stored = apply(
+        &client,
+        &ns,
+        &cases::status(
+            "d1",
+            serde_json::json!({"machineId": cases::machine_id("vm1")}),
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(stored.data["spec"]["refreshInterval"], "30m");
     assert_eq!(stored.data["spec"]["staleAfter"], "8h");
     let stored = apply(
@@ -140,7 +183,10 @@ async fn bad_objects_are_rejected_with_clear_messages() {
     assert!(invalid.len() >= 12);
     for case in invalid {
         match apply(&client, &ns, &case.object).await {
-            Ok(_) => panic!("{}: accepted, expected a rejection with {:?}", case.name, case.message),
+            Ok(_) => panic!(
+                "{}: accepted, expected a rejection with {:?}",
+                case.name, case.message
+            ),
             Err(kube::Error::Api(status)) => {
                 assert_eq!(status.code, 422, "{}: {status:?}", case.name);
                 assert!(
@@ -168,5 +214,8 @@ async fn machine_id_cannot_change() {
     apply(&client, &ns, &object).await.unwrap();
     object["spec"]["machineId"] = cases::machine_id("vm2").into();
     let err = apply(&client, &ns, &object).await.unwrap_err();
-    assert!(err.to_string().contains("spec.machineId is immutable"), "{err}");
+    assert!(
+        err.to_string().contains("spec.machineId is immutable"),
+        "{err}"
+    );
 }

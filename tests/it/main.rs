@@ -2,8 +2,9 @@
 //! plane per run. Never skipped: without a control plane they fail and name `make control-plane`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod attestation_status;
 #[allow(dead_code)] // each test target uses part of the table
-#[path = "../cases.rs"]
+#[path = "../support/cases.rs"]
 mod cases;
 mod crds;
 mod support;

@@ -5,6 +5,8 @@
 //! `testenv up --exit-on-stdin-eof`, holding its stdin so it stops when this process ends. It is
 //! never skipped: if it cannot start, the test fails and says how to build it.
 
+pub mod azure;
+
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -41,15 +43,22 @@ pub fn repo_root() -> PathBuf {
 pub fn env() -> &'static TestEnv {
     ENV.get_or_init(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_test_writer()
+            .try_init();
         let bin_dir = bin_dir();
-        let (dir, child) = match std::env::var_os("TESTENV_DIR") {
-            Some(dir) => (PathBuf::from(dir), None),
-            None => {
-                let (dir, child) = start(&bin_dir);
-                (dir, Some(Mutex::new(child)))
-            }
+        let (dir, child) = if let Some(dir) = std::env::var_os("TESTENV_DIR") {
+            (PathBuf::from(dir), None)
+        } else {
+            let (dir, child) = start(&bin_dir);
+            (dir, Some(Mutex::new(child)))
         };
-        let env = TestEnv { dir, bin_dir, _child: child };
+        let env = TestEnv {
+            dir,
+            bin_dir,
+            _child: child,
+        };
         env.install_crds();
         env
     })
@@ -64,7 +73,12 @@ fn bin_dir() -> PathBuf {
         .arg(&script)
         .stderr(Stdio::inherit())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run `make control-plane`", script.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e}; run `make control-plane`",
+                script.display()
+            )
+        });
     assert!(
         out.status.success(),
         "tests/control-plane/build.sh failed; run `make control-plane` and read its output"
@@ -84,11 +98,16 @@ fn start(bin_dir: &Path) -> (PathBuf, Child) {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| {
-            panic!("cannot start {}: {e}; run `make control-plane`", testenv.display())
+            panic!(
+                "cannot start {}: {e}; run `make control-plane`",
+                testenv.display()
+            )
         });
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read testenv output");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read testenv output");
     let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
         panic!("testenv did not become ready ({e}): {line:?}; see its logs above")
     });
@@ -163,7 +182,12 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
 fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     #[allow(clippy::cast_possible_truncation)] // only a random suffix
     let v = h.finish() as u32;
     v
@@ -181,7 +205,10 @@ where
         if check().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

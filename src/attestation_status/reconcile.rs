@@ -1,0 +1,560 @@
+//! The AttestationStatus reconciler: a short driver over named steps.
+//!
+//! 1. `parse_spec` — machine ID and durations (admission already checked them).
+//! 2. `poll_if_due` — read Azure only when due (first sight, spec change, refresh interval,
+//!    retry after failures); the result is remembered in memory, not in status.
+//! 3. `render` (pure) — the status from the memory, the old status and `now`.
+//! 4. `write_status` — server-side apply of the status, only when it changed; Events on
+//!    health transitions.
+//! 5. requeue at the earliest of the next poll and the stale flip.
+
+use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::{self, Action},
+        events::{Event, EventType},
+        reflector, watcher,
+    },
+};
+use tracing::{info, instrument, warn};
+
+use super::assess::{AttestationFacts, Observation, VmFacts};
+use super::render::{Failure, Input, render};
+use super::schedule;
+use crate::azure::{AzureApi, AzureClients, Error as AzureError, MachineId};
+use crate::controller::{Context, Error, azure_reason, duration};
+use crate::crd::{AttestationStatus, AttestationStatusStatus, Health};
+use crate::metrics::{HealthLabels, TransitionLabels};
+
+const CONTROLLER: &str = "attestationstatus";
+
+/// What the controller remembers of one object between reconciles.
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    /// The latest successful read and its time.
+    pub observation: Option<(Observation, Timestamp)>,
+    /// The generation that read was made for.
+    pub generation: Option<i64>,
+    /// Failed reads in a row, the last one's time, and Azure's Retry-After.
+    pub failures: u32,
+    /// When the last failed read happened.
+    pub last_failure: Option<Timestamp>,
+    /// Azure's Retry-After on the last failure.
+    pub retry_after: Option<Duration>,
+    /// The failure being reported.
+    pub failure: Option<Failure>,
+}
+
+/// The controller's context: the shared one plus its memory.
+pub struct StatusContext<C: AzureClients> {
+    /// Shared context.
+    pub ctx: Context<C>,
+    /// Per-object memory, keyed by uid.
+    pub memory: Mutex<HashMap<String, Memory>>,
+}
+
+impl<C: AzureClients> StatusContext<C> {
+    /// Wraps a shared context.
+    pub fn new(ctx: Context<C>) -> Self {
+        Self {
+            ctx,
+            memory: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn remembered(&self, uid: &str) -> Memory {
+        self.memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(uid)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn remember(&self, uid: &str, m: Memory) {
+        self.memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(uid.to_owned(), m);
+    }
+}
+
+/// The spec, parsed.
+struct Spec {
+    machine: MachineId,
+    refresh: Duration,
+    stale_after: Duration,
+}
+
+fn parse_spec(obj: &AttestationStatus) -> Result<Spec, String> {
+    let machine =
+        MachineId::parse(&obj.spec.machine_id).map_err(|e| format!("spec.machineId: {e}"))?;
+    let refresh = duration::parse("spec.refreshInterval", &obj.spec.refresh_interval)
+        .map_err(|e| e.to_string())?;
+    let stale_after =
+        duration::parse("spec.staleAfter", &obj.spec.stale_after).map_err(|e| e.to_string())?;
+    Ok(Spec {
+        machine,
+        refresh,
+        stale_after,
+    })
+}
+
+/// Reconciles one AttestationStatus.
+#[instrument(skip_all, fields(namespace = obj.namespace(), name = obj.name_any(), generation = obj.metadata.generation))]
+pub async fn reconcile<C: AzureClients>(
+    obj: Arc<AttestationStatus>,
+    sctx: Arc<StatusContext<C>>,
+) -> Result<Action, Error> {
+    let ctx = &sctx.ctx;
+    let _guard = ctx.metrics.reconcile(CONTROLLER);
+    let timeout = ctx.settings.reconcile_timeout;
+    let result = tokio::time::timeout(timeout, reconcile_inner(&obj, &sctx))
+        .await
+        .map_err(|_| Error::Timeout(timeout))?;
+    if result.is_ok() {
+        ctx.backoff.reset(&obj.uid().unwrap_or_default());
+    }
+    result
+}
+
+async fn reconcile_inner<C: AzureClients>(
+    obj: &AttestationStatus,
+    sctx: &StatusContext<C>,
+) -> Result<Action, Error> {
+    let ctx = &sctx.ctx;
+    let ns = obj.namespace().ok_or(Error::NoNamespace)?;
+    let uid = obj.uid().unwrap_or_default();
+    let spec = match parse_spec(obj) {
+        Ok(s) => s,
+        Err(problem) => {
+            // Admission should have caught it; report and wait for a spec change.
+            write_invalid_spec(obj, ctx, &ns, &problem).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let refresh = ctx.settings.scaled(spec.refresh);
+    let mut memory = sctx.remembered(&uid);
+    let now = Timestamp::now();
+    if poll_due(&memory, obj.metadata.generation, now, refresh, &uid) {
+        if let Some(hold) = poll(obj, ctx, &ns, &spec.machine, &mut memory, now).await {
+            // Nothing was sent (Retry-After or rate limit): not an attempt; wait it out.
+            sctx.remember(&uid, memory);
+            return Ok(Action::requeue(hold.max(Duration::from_millis(100))));
+        }
+        sctx.remember(&uid, memory.clone());
+    }
+    let now = Timestamp::now();
+    let rendered = render(&Input {
+        old: obj.status.as_ref(),
+        observation: memory.observation.as_ref().map(|(o, t)| (o, *t)),
+        failure: memory.failure.as_ref(),
+        generation: obj.metadata.generation,
+        machine_name: spec.machine.name(),
+        now,
+        stale_after: spec.stale_after,
+        failure_grace: ctx.settings.failure_grace,
+    });
+    write_status(obj, ctx, &ns, rendered.status).await?;
+    let next_poll = next_poll_at(&memory, refresh, &uid);
+    // One second past the mark, so the reconcile finds it crossed.
+    let flip = rendered.stale_at.and_then(|t| {
+        t.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(1))
+            .ok()
+    });
+    Ok(Action::requeue(schedule::requeue_after(
+        now,
+        &[next_poll, flip],
+        refresh.max(Duration::from_secs(1)),
+    )))
+}
+
+fn poll_due(
+    m: &Memory,
+    generation: Option<i64>,
+    now: Timestamp,
+    refresh: Duration,
+    uid: &str,
+) -> bool {
+    if m.observation.is_none() && m.failure.is_none() || m.generation != generation {
+        return true;
+    }
+    next_poll_at(m, refresh, uid).is_none_or(|t| t <= now)
+}
+
+fn next_poll_at(m: &Memory, refresh: Duration, uid: &str) -> Option<Timestamp> {
+    match (m.failures, m.last_failure, &m.observation) {
+        (n, Some(last), _) if n > 0 => Some(schedule::next_retry(last, n, refresh, m.retry_after)),
+        (_, _, Some((_, at))) => Some(schedule::next_poll(*at, refresh, uid)),
+        _ => None,
+    }
+}
+
+/// Reads the VM and its attestation status. Returns Some(wait) when the client held the request
+/// back without sending it.
+async fn poll<C: AzureClients>(
+    obj: &AttestationStatus,
+    ctx: &Context<C>,
+    ns: &str,
+    machine: &MachineId,
+    memory: &mut Memory,
+    now: Timestamp,
+) -> Option<Duration> {
+    memory.generation = obj.metadata.generation;
+    let result = async {
+        let azure = ctx.azure_for(ns, obj.spec.credentials_ref.as_ref()).await?;
+        read(&azure, machine).await.map_err(Error::from)
+    }
+    .await;
+    match result {
+        Ok(observation) => {
+            memory.observation = Some((observation, now));
+            memory.failures = 0;
+            memory.last_failure = None;
+            memory.retry_after = None;
+            memory.failure = None;
+            None
+        }
+        Err(Error::Azure(AzureError::Held { retry_after, .. })) => Some(retry_after),
+        Err(e) => {
+            let reason = e.reason();
+            let message = azure_reason::message(&e);
+            warn!(reason, error = %message, "reading Azure failed");
+            memory.failures = memory.failures.saturating_add(1);
+            memory.last_failure = Some(now);
+            memory.retry_after = match &e {
+                Error::Azure(a) => a.retry_after(),
+                _ => None,
+            };
+            let since = memory
+                .failure
+                .as_ref()
+                .map(|f| f.since)
+                .or_else(|| failing_since(obj))
+                .unwrap_or(now);
+            memory.failure = Some(Failure {
+                reason,
+                message,
+                since,
+            });
+            None
+        }
+    }
+}
+
+/// After a restart, failures began when the stored Fresh condition turned False.
+fn failing_since(obj: &AttestationStatus) -> Option<Timestamp> {
+    let fresh = crate::controller::conditions::find(&obj.status.as_ref()?.conditions, "Fresh")?;
+    (fresh.status == crate::crd::ConditionStatus::False && fresh.reason != "Stale")
+        .then_some(fresh.last_transition_time.0)
+}
+
+/// One read: the VM instance, then (when there is a VM) its attestation status.
+async fn read<A: AzureApi>(azure: &A, machine: &MachineId) -> Result<Observation, AzureError> {
+    let Some(vm) = azure.get_vm_instance(machine).await? else {
+        return Ok(Observation::VmNotFound);
+    };
+    let attestation = azure.get_attestation_status(machine).await?;
+    let sp = vm.properties.security_profile.as_ref();
+    Ok(Observation::Vm {
+        vm: VmFacts {
+            power_state: vm
+                .properties
+                .status
+                .as_ref()
+                .and_then(|s| s.power_state.as_ref())
+                .map(|p| p.as_str().to_owned()),
+            security_type: sp
+                .and_then(|s| s.security_type.as_ref())
+                .map(|t| t.as_str().to_owned()),
+            tpm_enabled: sp.and_then(|s| s.enable_tpm),
+            secure_boot_enabled: sp.and_then(crate::azure::SecurityProfile::secure_boot_enabled),
+        },
+        attestation: attestation.map(|a| {
+            let p = a.properties;
+            AttestationFacts {
+                attest_secure_boot_enabled: p
+                    .attest_secure_boot_enabled
+                    .map(|v| v.as_str().to_owned()),
+                attestation_cert_validated: p
+                    .attestation_cert_validated
+                    .map(|v| v.as_str().to_owned()),
+                boot_integrity_validated: p.boot_integrity_validated.map(|v| v.as_str().to_owned()),
+                health_status: p.health_status.map(|v| v.as_str().to_owned()),
+                linux_kernel_version: p.linux_kernel_version,
+                error_message: p.error_message,
+                timestamp: p.timestamp,
+            }
+        }),
+    })
+}
+
+async fn write_invalid_spec<C: AzureClients>(
+    obj: &AttestationStatus,
+    ctx: &Context<C>,
+    ns: &str,
+    problem: &str,
+) -> Result<(), Error> {
+    let old = obj.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    status.health = Some(Health::Unknown);
+    status.reason = Some("InvalidSpec".to_owned());
+    status.message = Some(problem.to_owned());
+    status.observed_generation = obj.metadata.generation;
+    status.conditions = crate::controller::conditions::merge(
+        &old.conditions,
+        vec![crate::controller::conditions::Desired::new(
+            "Ready",
+            crate::crd::ConditionStatus::False,
+            "InvalidSpec",
+            problem,
+        )],
+        obj.metadata.generation,
+        Timestamp::now(),
+    );
+    write_status(obj, ctx, ns, status).await
+}
+
+/// Applies the status when it differs from the stored one, and reports health transitions.
+async fn write_status<C: AzureClients>(
+    obj: &AttestationStatus,
+    ctx: &Context<C>,
+    ns: &str,
+    status: AttestationStatusStatus,
+) -> Result<(), Error> {
+    let labels = crate::metrics::ControllerLabels {
+        controller: CONTROLLER,
+    };
+    if obj.status.as_ref() == Some(&status) {
+        ctx.metrics
+            .status_writes_skipped
+            .get_or_create(&labels)
+            .inc();
+        return Ok(());
+    }
+    let api: Api<AttestationStatus> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = serde_json::json!({
+        "apiVersion": "guestattestation.dev/v1alpha1",
+        "kind": "AttestationStatus",
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(&ctx.settings.field_manager).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    ctx.metrics.status_writes.get_or_create(&labels).inc();
+    report_transition(obj, ctx, &status).await;
+    Ok(())
+}
+
+async fn report_transition<C: AzureClients>(
+    obj: &AttestationStatus,
+    ctx: &Context<C>,
+    new: &AttestationStatusStatus,
+) {
+    let old = obj.status.as_ref();
+    let (old_health, old_reason) = (
+        old.and_then(|s| s.health),
+        old.and_then(|s| s.reason.clone()),
+    );
+    if old_health == new.health && old_reason == new.reason {
+        return;
+    }
+    let name = |h: Option<Health>| match h {
+        Some(Health::Healthy) => "Healthy",
+        Some(Health::Unhealthy) => "Unhealthy",
+        Some(Health::Unknown) => "Unknown",
+        None => "None",
+    };
+    ctx.metrics
+        .health_transitions
+        .get_or_create(&TransitionLabels {
+            from: name(old_health),
+            to: name(new.health),
+        })
+        .inc();
+    if let Some(reason) = old_reason.as_deref() {
+        let from = HealthLabels {
+            health: name(old_health),
+            reason: static_reason(reason),
+        };
+        ctx.metrics.vms.get_or_create(&from).dec();
+    }
+    let reason = new.reason.clone().unwrap_or_default();
+    ctx.metrics
+        .vms
+        .get_or_create(&HealthLabels {
+            health: name(new.health),
+            reason: static_reason(&reason),
+        })
+        .inc();
+    let type_ = if new.health == Some(Health::Healthy) {
+        EventType::Normal
+    } else {
+        EventType::Warning
+    };
+    let note = new.message.clone().unwrap_or_default();
+    info!(
+        health = name(new.health),
+        reason, "attestation health changed"
+    );
+    let event = Event {
+        type_,
+        reason: if reason == "Stale" {
+            "StaleAttestation".to_owned()
+        } else {
+            reason
+        },
+        note: Some(crate::controller::conditions::truncate(
+            &format!("{} -> {}: {note}", name(old_health), name(new.health)),
+            1024,
+        )),
+        action: "Assess".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        warn!(error = %e, "publishing an Event failed");
+    }
+}
+
+/// Reasons as static strings (metric labels must be bounded).
+fn static_reason(reason: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "Attested",
+        "SecureBootDisabled",
+        "TpmDisabled",
+        "BootIntegrityNotValidated",
+        "CertificateNotValidated",
+        "AzureReportsUnhealthy",
+        "AzureReportsUnknown",
+        "Stale",
+        "NotReported",
+        "StatusUnavailable",
+        "InvalidTimestamp",
+        "VmNotFound",
+        "InvalidSpec",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == reason)
+        .copied()
+        .unwrap_or("Other")
+}
+
+/// Failed reconciles (Kubernetes errors, timeouts) back off per object: 5 s × 2ⁿ, capped at 5 min.
+#[allow(clippy::needless_pass_by_value)] // the signature kube::runtime::Controller::run expects
+pub fn error_policy<C: AzureClients>(
+    obj: Arc<AttestationStatus>,
+    error: &Error,
+    sctx: Arc<StatusContext<C>>,
+) -> Action {
+    let ctx = &sctx.ctx;
+    ctx.metrics
+        .reconcile_failures
+        .get_or_create(&crate::metrics::FailureLabels {
+            controller: CONTROLLER,
+            reason: error.reason(),
+        })
+        .inc();
+    warn!(name = obj.name_any(), reason = error.reason(), error = %error, "reconcile failed");
+    Action::requeue(ctx.backoff.next(&obj.uid().unwrap_or_default()))
+}
+
+/// Runs the controller until `shutdown` resolves: watches AttestationStatus objects (all
+/// namespaces, or one), strips managedFields before caching, bounded concurrency.
+pub async fn run<C: AzureClients>(
+    sctx: Arc<StatusContext<C>>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = sctx.ctx.client.clone();
+    let api: Api<AttestationStatus> = match &namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let settings = &sctx.ctx.settings;
+    let (reader, writer) = reflector::store();
+    let stream = watcher(
+        api,
+        watcher::Config::default().page_size(settings.page_size),
+    )
+    .default_backoff()
+    .modify(crate::controller::strip_for_cache)
+    .reflect(writer)
+    .touched_objects();
+    Controller::for_stream(stream, reader)
+        .with_config(controller::Config::default().concurrency(settings.concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, sctx)
+        .for_each(|_| std::future::ready(()))
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn first_sight_and_spec_changes_poll_at_once() {
+        let now = ts("2026-01-01T00:00:00Z");
+        assert!(poll_due(
+            &Memory::default(),
+            Some(1),
+            now,
+            Duration::from_secs(60),
+            "u"
+        ));
+        let m = Memory {
+            observation: Some((Observation::VmNotFound, now)),
+            generation: Some(1),
+            ..Memory::default()
+        };
+        assert!(!poll_due(&m, Some(1), now, Duration::from_secs(60), "u"));
+        assert!(poll_due(&m, Some(2), now, Duration::from_secs(60), "u"));
+        assert!(poll_due(
+            &m,
+            Some(1),
+            ts("2026-01-01T00:01:07Z"),
+            Duration::from_secs(60),
+            "u"
+        ));
+    }
+
+    #[test]
+    fn failures_retry_with_backoff() {
+        let now = ts("2026-01-01T00:00:00Z");
+        let m = Memory {
+            failures: 2,
+            last_failure: Some(now),
+            generation: Some(1),
+            failure: Some(Failure {
+                reason: "X",
+                message: String::new(),
+                since: now,
+            }),
+            ..Memory::default()
+        };
+        assert_eq!(
+            next_poll_at(&m, Duration::from_secs(1800), "u"),
+            Some(ts("2026-01-01T00:00:10Z"))
+        );
+    }
+
+    #[test]
+    fn reasons_are_bounded_labels() {
+        assert_eq!(static_reason("Stale"), "Stale");
+        assert_eq!(static_reason("anything else"), "Other");
+    }
+}

@@ -1,0 +1,121 @@
+//! When to read Azure again and when to requeue (pure).
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+/// A deterministic factor in [0.9, 1.1] from the object's uid, so polls of many VMs spread out
+/// (±10 % jitter) while each object's schedule stays stable across reconciles.
+pub fn jitter(uid: &str) -> f64 {
+    // FNV-1a: stable across processes, unlike the std hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in uid.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    #[allow(clippy::cast_precision_loss)] // only a fraction is needed
+    let unit = (h % 10_000) as f64 / 10_000.0;
+    0.9 + 0.2 * unit
+}
+
+/// The next read after a successful one at `last`.
+pub fn next_poll(last: Timestamp, refresh: Duration, uid: &str) -> Timestamp {
+    add(last, refresh.mul_f64(jitter(uid)))
+}
+
+/// The next read after `failures` failed reads in a row, the last at `last`: 5 s × 2ⁿ⁻¹ capped at
+/// the refresh interval, and never before Azure's Retry-After.
+pub fn next_retry(
+    last: Timestamp,
+    failures: u32,
+    refresh: Duration,
+    retry_after: Option<Duration>,
+) -> Timestamp {
+    let backoff = crate::controller::context::delay(failures).min(refresh);
+    add(last, backoff.max(retry_after.unwrap_or_default()))
+}
+
+/// How long to wait from `now` until the earliest of `instants` (at least 1 s, so a past
+/// instant does not spin; at most `max`).
+pub fn requeue_after(now: Timestamp, instants: &[Option<Timestamp>], max: Duration) -> Duration {
+    instants
+        .iter()
+        .flatten()
+        .map(|t| t.duration_since(now))
+        .map(|d| Duration::try_from(d).unwrap_or(Duration::ZERO))
+        .min()
+        .unwrap_or(max)
+        .clamp(Duration::from_secs(1), max.max(Duration::from_secs(1)))
+}
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn jitter_is_bounded_and_stable() {
+        for uid in ["a", "b", "0b1c-…", "", "x".repeat(100).as_str()] {
+            let j = jitter(uid);
+            assert!((0.9..=1.1).contains(&j), "{uid}: {j}");
+            assert!((jitter(uid) - j).abs() < f64::EPSILON);
+        }
+        assert!((jitter("uid-1") - jitter("uid-2")).abs() > f64::EPSILON);
+    }
+
+    #[test]
+    fn next_poll_within_ten_percent() {
+        let t0 = ts("2026-01-01T00:00:00Z");
+        let next = next_poll(t0, Duration::from_secs(1800), "uid");
+        let d = next.duration_since(t0).as_secs();
+        assert!((1620..=1980).contains(&d), "{d}");
+    }
+
+    #[test]
+    fn retries_back_off_and_honour_retry_after() {
+        let t0 = ts("2026-01-01T00:00:00Z");
+        let refresh = Duration::from_secs(1800);
+        assert_eq!(next_retry(t0, 1, refresh, None), ts("2026-01-01T00:00:05Z"));
+        assert_eq!(next_retry(t0, 3, refresh, None), ts("2026-01-01T00:00:20Z"));
+        assert_eq!(
+            next_retry(t0, 1, refresh, Some(Duration::from_secs(60))),
+            ts("2026-01-01T00:01:00Z")
+        );
+        // Capped by the refresh interval when that is shorter.
+        assert_eq!(
+            next_retry(t0, 10, Duration::from_secs(60), None),
+            ts("2026-01-01T00:01:00Z")
+        );
+    }
+
+    #[test]
+    fn requeue_picks_the_earliest_future_instant() {
+        let now = ts("2026-01-01T00:00:00Z");
+        let max = Duration::from_secs(3600);
+        let poll = Some(ts("2026-01-01T00:30:00Z"));
+        let flip = Some(ts("2026-01-01T00:10:00Z"));
+        assert_eq!(
+            requeue_after(now, &[poll, flip], max),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            requeue_after(now, &[poll, None], max),
+            Duration::from_secs(1800)
+        );
+        assert_eq!(requeue_after(now, &[None], max), max);
+        assert_eq!(
+            requeue_after(now, &[Some(ts("2025-12-31T00:00:00Z"))], max),
+            Duration::from_secs(1)
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! What the three controllers share: settings, the context, conditions, durations, errors.
+
+pub mod azure_reason;
+pub mod conditions;
+pub mod context;
+pub mod duration;
+
+pub use context::{Context, Error, Settings};
+
+/// Drops what the controllers never read before an object enters a cache: managedFields and
+/// the last-applied annotation (the largest parts of a small object).
+pub fn strip_for_cache<K: kube::Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
