@@ -46,6 +46,22 @@ crds: ## Regenerate crds/*.yaml (and the chart's copy) from the Rust types
 check-generated: ## Fail when the committed CRDs differ from crdgen's output
 	$(CARGO) test --test crds committed_crds_match_crdgen
 
+.PHONY: chart-lint
+chart-lint: ## helm lint --strict and helm template of the chart (Helm v4 from the control-plane cache)
+	@bin="$$(tests/control-plane/build.sh | tail -n1)"; \
+	"$$bin/helm" lint --strict $(CHART); \
+	"$$bin/helm" template guest-attestation-operator $(CHART) -n guest-attestation-system --include-crds > /dev/null; \
+	"$$bin/helm" template guest-attestation-operator $(CHART) -n guest-attestation-system \
+	  --set replicaCount=2 --set 'watchNamespaces={a,b}' --set networkPolicy.enabled=true \
+	  --set metrics.serviceMonitor.enabled=true --set metrics.prometheusRule.enabled=true \
+	  --set workloadIdentity.enabled=true --set workloadIdentity.clientId=00000000-0000-0000-0000-000000000000 > /dev/null; \
+	for f in crds/*.yaml; do cmp -s "$$f" "$(CHART)/$$f" || { echo "$(CHART)/$$f differs from $$f; run make crds" >&2; exit 1; }; done; \
+	echo "chart OK"
+
+.PHONY: run
+run: ## Run the operator against the current kubeconfig (text logs); more flags with ARGS="--namespace demo"
+	$(CARGO) run --bin guest-attestation-operator -- --log-format text $(ARGS)
+
 .PHONY: control-plane
 control-plane: ## Build kube-apiserver, etcd, kubectl, testenv and helm into the cache
 	tests/control-plane/build.sh
@@ -56,3 +72,11 @@ test: ## All tests, against a real control plane started once for the run
 
 .PHONY: ci
 ci: lint test ## What .ci/run runs
+
+.PHONY: demo
+demo: ## The whole story locally: control plane, Azure emulator, chart, operator, examples (make demo-down stops it)
+	scripts/demo.sh
+
+.PHONY: demo-down
+demo-down: ## Stop everything `make demo` started
+	scripts/demo-down.sh

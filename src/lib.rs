@@ -12,4 +12,7 @@ pub mod attestation_status;
 pub mod azure;
 pub mod controller;
 pub mod crd;
+pub mod extension;
 pub mod metrics;
+pub mod provider;
+pub mod runtime;

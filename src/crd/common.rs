@@ -75,7 +75,8 @@ pub struct Condition {
     pub status: ConditionStatus,
     /// The .metadata.generation the condition was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    // No `minimum`: k8s-openapi holds bounds as f64, so the file would say 0.0, the API server
+    // stores 0, and a second server-side apply of the same file would conflict.
     pub observed_generation: Option<i64>,
     /// When the status last changed.
     pub last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,

@@ -181,7 +181,8 @@ pub struct PolicySpec {
     #[serde(default)]
     pub attestation_type: AttestationType,
 
-    /// The MAA data-plane api-version (YYYY-MM-DD, optionally -preview).
+    /// The MAA data-plane api-version (YYYY-MM-DD, optionally -preview). Not yet applied per
+    /// object: the operator's configured MAA api-version is used.
     #[serde(default = "default_maa_api_version")]
     #[x_kube(validation = kube::core::Rule::new("self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?$')").message("spec.policy.apiVersion must look like 2022-08-01 or 2025-06-01-preview"))]
     #[schemars(length(min = 10, max = 32))]
@@ -215,7 +216,7 @@ pub struct AttestationProviderStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// EndpointReady, PolicyInSync and Ready.
+    /// EndpointReady, PolicyInSync, PublicNetworkAccess (a warning when False) and Ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     #[schemars(length(max = 8))]
@@ -241,6 +242,11 @@ pub struct AttestationProviderStatus {
     #[schemars(length(max = 32))]
     pub provider_status: Option<String>,
 
+    /// The provider's publicNetworkAccess in Azure: Enabled or Disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub public_network_access: Option<String>,
+
     /// InSync, Drifted, Invalid or Unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
@@ -251,7 +257,8 @@ pub struct AttestationProviderStatus {
     #[schemars(length(max = 64))]
     pub applied_policy_hash: Option<String>,
 
-    /// The x-ms-policy-token-hash MAA returned when the policy was last set.
+    /// The x-ms-policy-token-hash MAA returned when the policy was last set (when it was found in
+    /// sync without being set: the same hash of the policy token MAA holds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub policy_token_hash: Option<String>,

@@ -6,5 +6,8 @@ mod attestation_status;
 #[allow(dead_code)] // each test target uses part of the table
 #[path = "../support/cases.rs"]
 mod cases;
+mod chart;
 mod crds;
+mod extension;
+mod provider;
 mod support;
