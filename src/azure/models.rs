@@ -507,6 +507,24 @@ pub struct VmInstanceProperties {
     pub vm_id: Option<String>,
     /// Instance view.
     pub instance_view: Option<VmInstanceView>,
+    /// Network interfaces (attestation needs at least one).
+    pub network_profile: Option<NetworkProfile>,
+}
+
+/// A VM's network profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkProfile {
+    /// The attached network interfaces.
+    #[serde(default)]
+    pub network_interfaces: Vec<NetworkInterfaceRef>,
+}
+
+/// A reference to a network interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInterfaceRef {
+    /// Its ARM id.
+    pub id: Option<String>,
 }
 
 /// A VM's security profile. Keys are read case-insensitively (`enableTPM` in the spec, `enableTpm` from the CLI).

@@ -221,7 +221,8 @@ pub struct GuestAttestationExtensionStatus {
     #[schemars(length(max = 1024))]
     pub instance_view_message: Option<String>,
 
-    /// SHA-256 (hex) of the settings last applied, to detect changes made outside.
+    /// SHA-256 (hex) of what was last applied (settings, publisher, type, version pin, automatic
+    /// upgrade), to tell a spec change from a change made outside.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub settings_hash: Option<String>,

@@ -30,10 +30,12 @@ impl VmFacts {
             security_type: sp.and_then(|s| s.security_type.clone()),
             tpm_enabled: sp.and_then(|s| s.enable_tpm),
             secure_boot_enabled: sp.and_then(SecurityProfile::secure_boot_enabled),
-            // The client's VmInstance model (src/azure/models.rs) does not read
-            // networkProfile yet; when it does, this is
-            // `vm.properties.network_profile.map(|n| n.network_interfaces.len())`.
-            network_interfaces: None,
+            network_interfaces: Some(
+                vm.properties
+                    .network_profile
+                    .as_ref()
+                    .map_or(0, |n| n.network_interfaces.len()),
+            ),
         }
     }
 }

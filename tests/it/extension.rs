@@ -474,6 +474,14 @@ async fn unmet_prerequisites_are_named_and_nothing_is_deployed() {
             ..trusted_vm()
         },
     );
+    let no_nic = h.vm(
+        "no-nic",
+        "Windows",
+        VmSpec {
+            network_interfaces: vec![],
+            ..trusted_vm()
+        },
+    );
     let good = h.vm("not-set-up", "Windows", trusted_vm());
     let missing = az::machine_id("rg1", "no-such-vm");
     h.create("standard", &standard, json!({"clusterId": cluster}))
@@ -481,6 +489,8 @@ async fn unmet_prerequisites_are_named_and_nothing_is_deployed() {
     h.create("no-tpm", &no_tpm, json!({"clusterId": cluster}))
         .await;
     h.create("no-sb", &no_sb, json!({"clusterId": cluster}))
+        .await;
+    h.create("no-nic", &no_nic, json!({"clusterId": cluster}))
         .await;
     h.create("not-set-up", &good, json!({"clusterId": bare}))
         .await;
@@ -508,6 +518,12 @@ async fn unmet_prerequisites_are_named_and_nothing_is_deployed() {
         "no-sb",
         "PrerequisitesNotMet",
         &["Secure Boot is not enabled"],
+    )
+    .await;
+    h.expect_unmet(
+        "no-nic",
+        "PrerequisitesNotMet",
+        &["1 prerequisite", "network interface"],
     )
     .await;
     h.expect_unmet(
