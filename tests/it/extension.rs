@@ -444,6 +444,7 @@ async fn owns_a_status_and_writes_nothing_while_azure_matches() {
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // one case per prerequisite
 async fn unmet_prerequisites_are_named_and_nothing_is_deployed() {
     let h = harness("gae-preflight").await;
     let cluster = h.cluster("c1", true);
