@@ -69,9 +69,10 @@ control-plane: ## Build kube-apiserver, etcd, kubectl, testenv and helm into the
 .PHONY: test
 test: ## All tests, against a real control plane started once for the run
 	scripts/with-control-plane.sh $(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
 
 .PHONY: ci
-ci: lint test ## What .ci/run runs
+ci: lint test demo-check ## What .ci/run runs
 
 .PHONY: demo
 demo: ## The whole story locally: control plane, Azure emulator, chart, operator, examples (make demo-down stops it)
@@ -80,3 +81,7 @@ demo: ## The whole story locally: control plane, Azure emulator, chart, operator
 .PHONY: demo-down
 demo-down: ## Stop everything `make demo` started
 	scripts/demo-down.sh
+
+.PHONY: demo-check
+demo-check: ## Run the demo end to end and stop it (CI runs this so the demo cannot rot)
+	trap 'scripts/demo-down.sh' EXIT; scripts/demo.sh
