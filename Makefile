@@ -85,3 +85,11 @@ demo-down: ## Stop everything `make demo` started
 .PHONY: demo-check
 demo-check: ## Run the demo end to end and stop it (CI runs this so the demo cannot rot)
 	trap 'scripts/demo-down.sh' EXIT; scripts/demo.sh
+
+.PHONY: bench
+bench: ## Fleet benchmark (issue 10): N = 1,000, 5,000, 10,000; results in bench/results/ (docs/performance.md)
+	BENCH_MAKE_TARGET=bench scripts/bench.sh 1000 5000 10000
+
+.PHONY: bench-quick
+bench-quick: ## The fleet benchmark at N = 100 (under 3 minutes; CI keeps the harness alive with it)
+	BENCH_MAKE_TARGET=bench-quick BENCH_REFRESH=$${BENCH_REFRESH:-30} BENCH_K=$${BENCH_K:-2} scripts/bench.sh 100

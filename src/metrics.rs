@@ -46,6 +46,15 @@ pub struct TransitionLabels {
     pub to: &'static str,
 }
 
+/// Labels of the per-VM gauge (only with `--per-vm-metrics`: one series per object).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VmLabels {
+    /// The AttestationStatus namespace.
+    pub namespace: String,
+    /// The AttestationStatus name.
+    pub name: String,
+}
+
 /// Labels of Azure requests.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AzureLabels {
@@ -86,6 +95,9 @@ pub struct Metrics {
     pub status_writes_skipped: Family<ControllerLabels, Counter>,
     /// Status writes made.
     pub status_writes: Family<ControllerLabels, Counter>,
+    /// Per VM: when its attestation was last validated (Unix seconds); only with
+    /// `--per-vm-metrics`. Age in PromQL: `time() - guest_attestation_vm_attested_timestamp_seconds`.
+    pub vm_attested_time: Family<VmLabels, Gauge>,
     /// Azure requests by service, operation and status code.
     pub azure_requests: Family<AzureLabels, Counter>,
     /// Azure request latency.
@@ -117,6 +129,7 @@ impl Metrics {
             health_transitions: Family::default(),
             status_writes_skipped: Family::default(),
             status_writes: Family::default(),
+            vm_attested_time: Family::default(),
             azure_requests: Family::default(),
             azure_latency: Family::new_with_constructor(latency_histogram),
             azure_holds: Family::default(),
@@ -153,6 +166,11 @@ impl Metrics {
             "status_writes_skipped",
             "Status writes skipped because nothing changed",
             m.status_writes_skipped.clone(),
+        );
+        registry.register(
+            "vm_attested_timestamp_seconds",
+            "When each VM's attestation was last validated (only with --per-vm-metrics)",
+            m.vm_attested_time.clone(),
         );
         registry.register(
             "azure_requests",

@@ -161,6 +161,9 @@ async fn reconcile_inner<C: AzureClients>(
         stale_after: spec.stale_after,
         failure_grace: ctx.settings.failure_grace,
     });
+    if ctx.settings.per_vm_metrics {
+        record_attested_time(ctx, &ns, obj, &rendered.status);
+    }
     write_status(obj, ctx, &ns, rendered.status).await?;
     let next_poll = next_poll_at(&memory, refresh, &uid);
     // One second past the mark, so the reconcile finds it crossed.
@@ -422,6 +425,30 @@ async fn report_transition<C: AzureClients>(
     };
     if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
         warn!(error = %e, "publishing an Event failed");
+    }
+}
+
+/// The per-VM gauge (opt-in: one series per object).
+fn record_attested_time<C: AzureClients>(
+    ctx: &Context<C>,
+    ns: &str,
+    obj: &AttestationStatus,
+    status: &AttestationStatusStatus,
+) {
+    let labels = crate::metrics::VmLabels {
+        namespace: ns.to_owned(),
+        name: obj.name_any(),
+    };
+    match &status.attested_time {
+        Some(t) => {
+            ctx.metrics
+                .vm_attested_time
+                .get_or_create(&labels)
+                .set(t.0.as_second());
+        }
+        None => {
+            ctx.metrics.vm_attested_time.remove(&labels);
+        }
     }
 }
 

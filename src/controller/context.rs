@@ -32,6 +32,8 @@ pub struct Settings {
     pub field_manager: String,
     /// This replica's identity, for Events.
     pub instance: Option<String>,
+    /// Export one attested-time gauge per VM (a label pair per object: off by default).
+    pub per_vm_metrics: bool,
 }
 
 impl Default for Settings {
@@ -45,6 +47,7 @@ impl Default for Settings {
             operation_timeout: Duration::from_secs(30 * 60),
             field_manager: "guest-attestation-operator".to_owned(),
             instance: None,
+            per_vm_metrics: false,
         }
     }
 }

@@ -292,6 +292,11 @@ pub struct Config {
     )]
     pub http_bind_address: SocketAddr,
 
+    /// Export guest_attestation_vm_attested_timestamp_seconds with one series per
+    /// AttestationStatus (namespace, name). Off by default: label cardinality grows with the fleet.
+    #[arg(long, env = "GAO_PER_VM_METRICS", default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL", help_heading = "Observability")]
+    pub per_vm_metrics: bool,
+
     /// Log format.
     #[arg(long, env = "GAO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, help_heading = "Observability")]
     pub log_format: LogFormat,
@@ -452,6 +457,7 @@ impl Config {
             operation_timeout: self.operation_timeout,
             field_manager: self.field_manager.clone(),
             instance: Some(identity.to_owned()),
+            per_vm_metrics: self.per_vm_metrics,
         }
     }
 

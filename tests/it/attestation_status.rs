@@ -186,6 +186,17 @@ async fn healthy_vm_is_mirrored_and_ready() {
         condition(&o, "Fresh"),
         Some((ConditionStatus::True, "Current".into()))
     );
+    // The opt-in per-VM gauge carries the attested time.
+    let attested = s.attested_time.as_ref().unwrap().0.as_second();
+    let line = format!(
+        "guest_attestation_vm_attested_timestamp_seconds{{namespace=\"{}\",name=\"vm-ok\"}} {attested}",
+        h.ns
+    );
+    assert!(
+        h.metrics.encode().contains(&line),
+        "{line} in {}",
+        h.metrics.encode()
+    );
     support::wait_for("a Normal event", Duration::from_secs(10), || async {
         h.events("vm-ok").await.iter().any(|e| {
             e.type_.as_deref() == Some("Normal") && e.reason.as_deref() == Some("Attested")

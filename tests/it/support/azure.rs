@@ -51,6 +51,7 @@ pub fn fast_settings() -> Settings {
     Settings {
         interval_scale: 1.0 / 120.0,
         failure_grace: Duration::from_secs(3),
+        per_vm_metrics: true,
         ..Settings::default()
     }
 }
