@@ -61,15 +61,17 @@ step "Running the operator with the chart's ServiceAccount token (logs: .demo/op
 nohup "$target/guest-attestation-operator" --kubeconfig "$demo/operator.kubeconfig" \
   --namespace "$ns" --leader-elect=true --lease-namespace "$ns" \
   --azure-endpoint "$endpoint" --extra-ca-file "$demo/emulator-ca.pem" \
-  --interval-scale 0.05 --log-format text --http-bind-address 127.0.0.1:0 \
+  --interval-scale 0.01 --log-format text --http-bind-address 127.0.0.1:0 \
   > "$demo/operator.log" 2>&1 &
 echo $! > "$demo/operator.pid"
 
 step "Applying the demo objects (demo/): a provider, one GuestAttestationExtension per VM"
 kubectl apply -n "$ns" -f demo/ | sed 's/^/    /'
 
-step "Waiting for the healthy VM to be attested (extension deployed, guest reporting)"
-wait_for "vm-healthy to be Ready" 180 kubectl wait -n "$ns" --for=condition=Ready --timeout=2s ats/vm-healthy
+step "Waiting for the healthy VMs to be attested (extension deployed, guest reporting)"
+for vm in vm-healthy vm-silent; do
+  wait_for "$vm to be Ready" 180 kubectl wait -n "$ns" --for=condition=Ready --timeout=2s "ats/$vm"
+done
 kubectl get guestattestation -n "$ns"
 
 step "vm-no-secureboot and vm-no-vtpm miss prerequisites: nothing is deployed, the condition says why"
@@ -83,10 +85,24 @@ wait_for "vm-boot-failed to be assessed" 120 sh -c "kubectl get ats vm-boot-fail
 kubectl get ats vm-boot-failed -n "$ns" -o jsonpath='{range .status.conditions[*]}    {.type}={.status} {.reason}: {.message}{"\n"}{end}'
 kubectl get events -n "$ns" --field-selector involvedObject.name=vm-boot-failed | sed 's/^/    /'
 
-step "vm-silent stopped reporting 7h59m30s ago: the 8-hour rule flips it to Unknown/Stale on time"
+step "vm-silent's extension stops reporting; the emulator's clock jumps 8 hours and 1 minute"
+# The emulator's control API (plain HTTP on loopback), spoken with bash alone.
+post() { # path json
+  local hostport="${admin#http://}" body="$2"
+  exec 3<>"/dev/tcp/${hostport%:*}/${hostport#*:}"
+  printf 'POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+    "$1" "$hostport" "${#body}" "$body" >&3
+  head -n1 <&3 | grep -q ' 200 ' || { echo "emulator control API: $1 failed" >&2; exec 3>&-; return 1; }
+  exec 3>&-
+}
+silent="/subscriptions/fd3c3665-1729-4b7b-9a38-238e83b0f98b/resourceGroups/azlocal-rg/providers/Microsoft.HybridCompute/machines/vm-silent"
+post /guest/reporting "{\"machineId\":\"$silent\",\"value\":false}"
+post /clock/advance '{"seconds":28860}'
+echo "    the Running VM vm-silent has not reported for more than 8 hours now; the operator notices at its next read"
 wait_for "vm-silent to go Stale" 120 sh -c "kubectl get ats vm-silent -n $ns -o jsonpath='{.status.reason}' | grep -qx Stale"
 kubectl get ats -n "$ns"
 kubectl get ats vm-silent -n "$ns" -o jsonpath='    {.status.message}{"\n"}'
+kubectl get events -n "$ns" --field-selector involvedObject.name=vm-silent,reason=StaleAttestation | sed 's/^/    /'
 
 step "Done"
 cat <<MSG

@@ -246,14 +246,28 @@ mod tests {
     fn facts_from_the_documented_vm_instance() {
         let vm: VmInstance = serde_json::from_value(serde_json::json!({
             "properties": {"securityProfile": {"enableTpm": true, "securityType": "TrustedLaunch",
-                "uefiSettings": {"secureBootEnabled": true}}}
+                "uefiSettings": {"secureBootEnabled": true}},
+                "networkProfile": {"networkInterfaces": [{"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.AzureStackHCI/networkInterfaces/nic1"}]}}
         }))
         .unwrap();
         let facts = VmFacts::from_instance(&vm);
         assert_eq!(facts.security_type, Some(SecurityType::TrustedLaunch));
         assert_eq!(facts.tpm_enabled, Some(true));
         assert_eq!(facts.secure_boot_enabled, Some(true));
+        assert_eq!(facts.network_interfaces, Some(1));
         assert!(preflight(&facts).is_empty());
+    }
+
+    #[test]
+    fn a_vm_without_network_profile_has_no_interface() {
+        let vm: VmInstance = serde_json::from_value(serde_json::json!({
+            "properties": {"securityProfile": {"enableTPM": true, "securityType": "TrustedLaunch",
+                "uefiSettings": {"secureBootEnabled": true}}}
+        }))
+        .unwrap();
+        let facts = VmFacts::from_instance(&vm);
+        assert_eq!(facts.network_interfaces, Some(0));
+        assert_eq!(preflight(&facts).len(), 1);
     }
 
     #[test]
