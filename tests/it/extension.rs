@@ -36,7 +36,7 @@ struct Harness {
     _stop: oneshot::Sender<()>,
 }
 
-/// Fast settings: a drift check every ~5 s, deployment retries after ~0.5 s, and an operation
+/// Fast settings: a drift check every ~15 s, deployment retries after ~0.5 s, and an operation
 /// timeout long enough for the emulator's operations (two polls a second apart).
 fn settings() -> Settings {
     Settings {
