@@ -517,12 +517,32 @@ pub async fn run<C: AzureClients>(
     .modify(crate::controller::strip_for_cache)
     .reflect(writer)
     .touched_objects();
+    // Deleted objects get no reconcile, so their memory is pruned against the cache now and then.
+    let pruner = tokio::spawn(prune_memory(Arc::clone(&sctx), reader.clone()));
     Controller::for_stream(stream, reader)
         .with_config(controller::Config::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, sctx)
         .for_each(|_| std::future::ready(()))
         .await;
+    pruner.abort();
+}
+
+/// Every few minutes, forgets the memory of objects no longer in the cache.
+async fn prune_memory<C: AzureClients>(
+    sctx: Arc<StatusContext<C>>,
+    reader: reflector::Store<AttestationStatus>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        let live: std::collections::HashSet<String> =
+            reader.state().iter().filter_map(|o| o.uid()).collect();
+        sctx.memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|uid, _| live.contains(uid));
+    }
 }
 
 #[cfg(test)]
