@@ -126,6 +126,14 @@ pub trait AzureApi: Clone + Send + Sync + 'static {
         id: &ProviderId,
     ) -> impl Future<Output = Result<DeleteOutcome, Error>> + Send;
 
+    /// This client, using `version` for MAA data-plane calls (a resource's own choice). The
+    /// default keeps the configured one (in-memory fakes have no api-version).
+    #[must_use]
+    fn with_maa_api_version(&self, version: &str) -> Self {
+        let _ = version;
+        self.clone()
+    }
+
     /// Gets the MAA policy of an attestation type.
     fn maa_get_policy(
         &self,
@@ -265,6 +273,10 @@ impl AzureApi for AzureClient {
         id: &ProviderId,
     ) -> impl Future<Output = Result<DeleteOutcome, Error>> + Send {
         AzureClient::delete_provider(self, id)
+    }
+
+    fn with_maa_api_version(&self, version: &str) -> Self {
+        AzureClient::with_maa_api_version(self, version)
     }
 
     fn maa_get_policy(

@@ -85,6 +85,8 @@ impl Azure {
 #[derive(Clone)]
 pub struct AzureClient {
     inner: Arc<ClientInner>,
+    /// The MAA data-plane api-version for this handle (a resource's own choice), else the config's.
+    maa_api_version: Option<Arc<str>>,
 }
 
 struct ClientInner {
@@ -114,7 +116,24 @@ impl AzureClient {
                 tokens: TokenCache::default(),
                 jwks: Mutex::new(HashMap::new()),
             }),
+            maa_api_version: None,
         }
+    }
+
+    /// This client, using `version` for MAA data-plane calls (token cache and keys shared).
+    #[must_use]
+    pub fn with_maa_api_version(&self, version: &str) -> Self {
+        AzureClient {
+            inner: Arc::clone(&self.inner),
+            maa_api_version: Some(Arc::from(version)),
+        }
+    }
+
+    /// The MAA data-plane api-version this handle uses.
+    pub fn maa_api_version(&self) -> &str {
+        self.maa_api_version
+            .as_deref()
+            .unwrap_or(&self.inner.core.config.api_versions.maa)
     }
 
     /// The credentials this client uses.

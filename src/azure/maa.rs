@@ -502,7 +502,7 @@ impl AzureClient {
     ) -> Result<Request, Error> {
         let mut url = endpoint(instance, segments)?;
         url.query_pairs_mut()
-            .append_pair("api-version", &self.core().config.api_versions.maa);
+            .append_pair("api-version", self.maa_api_version());
         Ok(Request::new(
             Service::Maa,
             operation,

@@ -181,8 +181,8 @@ pub struct PolicySpec {
     #[serde(default)]
     pub attestation_type: AttestationType,
 
-    /// The MAA data-plane api-version (YYYY-MM-DD, optionally -preview). Not yet applied per
-    /// object: the operator's configured MAA api-version is used.
+    /// The MAA data-plane api-version used for this provider's policy calls (YYYY-MM-DD,
+    /// optionally -preview).
     #[serde(default = "default_maa_api_version")]
     #[x_kube(validation = kube::core::Rule::new("self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?$')").message("spec.policy.apiVersion must look like 2022-08-01 or 2025-06-01-preview"))]
     #[schemars(length(min = 10, max = 32))]

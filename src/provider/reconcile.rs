@@ -171,7 +171,11 @@ async fn apply<C: AzureClients>(
         }
     };
     let azure = match ctx.azure_for(ns, obj.spec.credentials_ref.as_ref()).await {
-        Ok(a) => a,
+        // The policy's own data-plane api-version applies to this object's MAA calls.
+        Ok(a) => match &obj.spec.policy {
+            Some(p) => a.with_maa_api_version(&p.api_version),
+            None => a,
+        },
         Err(e) => {
             let e = Error::from(e);
             let endpoint = Endpoint::Failed {

@@ -1048,3 +1048,33 @@ async fn azure_failures_are_reported_then_retried() {
     assert_eq!(policy_state(&o), Some("InSync"));
     assert_eq!(h.effective_policy("maaflaky"), POLICY_A);
 }
+
+#[tokio::test]
+async fn the_policy_api_version_of_the_spec_is_used() {
+    let h = harness("atp-apiver").await;
+    let id = h.existing("maaapiver");
+    let mut policy = inline_policy(POLICY_A);
+    policy["apiVersion"] = "2025-06-01".into();
+    h.create(
+        "apiver",
+        serde_json::json!({"resourceId": id, "policy": policy}),
+    )
+    .await;
+    h.wait("apiver", "Ready", ready).await;
+    let calls: Vec<_> = h
+        .emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/attest/maaapiver/policies/"))
+        .collect();
+    assert!(!calls.is_empty());
+    for r in &calls {
+        assert_eq!(
+            r.api_version.as_deref(),
+            Some("2025-06-01"),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+}
