@@ -36,6 +36,10 @@ struct Harness {
     _stop: oneshot::Sender<()>,
 }
 
+/// How long a test waits for drift checks: the 30 min drift interval scaled by 1/120 is 15 s
+/// ±10 %, so two checks may take 33 s; the deadline leaves room for a loaded machine.
+const DRIFT_WAIT: u64 = 75;
+
 /// Fast settings: a drift check every ~15 s, deployment retries after ~0.5 s, and an operation
 /// timeout long enough for the emulator's operations (two polls a second apart).
 fn settings() -> Settings {
@@ -152,7 +156,7 @@ impl Harness {
         what: &str,
         check: impl Fn(&GuestAttestationExtension) -> bool,
     ) -> GuestAttestationExtension {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(DRIFT_WAIT);
         loop {
             let obj = self.api().get(name).await.unwrap();
             if check(&obj) {
@@ -422,9 +426,11 @@ async fn owns_a_status_and_writes_nothing_while_azure_matches() {
     assert_eq!(h.extension_writes(&win), 1);
     let rv = h.api().get("win-vm").await.unwrap().resource_version();
     let reads = h.extension_reads(&win);
-    support::wait_for("two more drift checks", Duration::from_secs(30), || async {
-        h.extension_reads(&win) >= reads + 2
-    })
+    support::wait_for(
+        "two more drift checks",
+        Duration::from_secs(DRIFT_WAIT),
+        || async { h.extension_reads(&win) >= reads + 2 },
+    )
     .await;
     assert_eq!(h.extension_writes(&win), 1, "no PUT while Azure matches");
     assert_eq!(
@@ -688,10 +694,14 @@ async fn drift_is_put_back() {
             },
         )
         .unwrap();
-    support::wait_for("the settings put back", Duration::from_secs(30), || async {
-        h.extension(&vm)
-            .is_some_and(|e| e["properties"]["settings"] == documented)
-    })
+    support::wait_for(
+        "the settings put back",
+        Duration::from_secs(DRIFT_WAIT),
+        || async {
+            h.extension(&vm)
+                .is_some_and(|e| e["properties"]["settings"] == documented)
+        },
+    )
     .await;
     let event = h.wait_event("vm-drift", "Warning", "DriftDetected").await;
     assert!(event.note.unwrap().contains("settings differ"));
@@ -701,7 +711,7 @@ async fn drift_is_put_back() {
     assert!(h.emu.remove_extension(&vm, "GuestAttestation"));
     support::wait_for(
         "the extension redeployed",
-        Duration::from_secs(30),
+        Duration::from_secs(DRIFT_WAIT),
         || async { h.extension(&vm).is_some() },
     )
     .await;
@@ -721,7 +731,7 @@ async fn drift_is_put_back() {
     // Pinning the version the extension already has needs no PUT.
     let writes = h.extension_writes(&vm);
     let reads = h.extension_reads(&vm);
-    support::wait_for("a drift check", Duration::from_secs(30), || async {
+    support::wait_for("a drift check", Duration::from_secs(DRIFT_WAIT), || async {
         h.extension_reads(&vm) > reads
     })
     .await;
@@ -738,7 +748,7 @@ async fn drift_is_put_back() {
         .unwrap();
     support::wait_for(
         "the pinned version put back",
-        Duration::from_secs(30),
+        Duration::from_secs(DRIFT_WAIT),
         || async {
             h.extension(&vm)
                 .is_some_and(|e| e["properties"]["typeHandlerVersion"] == "1.0.1.30")
@@ -813,9 +823,11 @@ async fn observe_mode_never_writes_to_azure() {
 
     // A drift check later, and after deleting them all: not one write.
     let reads = h.extension_reads(&placed);
-    support::wait_for("another drift check", Duration::from_secs(30), || async {
-        h.extension_reads(&placed) > reads
-    })
+    support::wait_for(
+        "another drift check",
+        Duration::from_secs(DRIFT_WAIT),
+        || async { h.extension_reads(&placed) > reads },
+    )
     .await;
     for name in ["placed", "empty", "matching"] {
         h.api()
