@@ -17,7 +17,7 @@ use guest_attestation_operator::{
 use k8s_openapi::api::events::v1::Event;
 use kube::{
     Api, Client, ResourceExt,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams, PostParams},
 };
 use tokio::sync::oneshot;
 
@@ -103,38 +103,18 @@ impl Harness {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
-    /// Waits until the status satisfies `check`, returning it (fails after 30 s with the last
-    /// status seen).
+    /// Waits until the object satisfies `check`, returning it.
     async fn wait(
         &self,
         name: &str,
         what: &str,
         check: impl Fn(&AttestationStatus) -> bool,
     ) -> AttestationStatus {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let obj = self.api().get(name).await.unwrap();
-            if check(&obj) {
-                return obj;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; last status {:#?}",
-                obj.status
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        support::wait_object(&self.api(), name, what, Duration::from_secs(30), check).await
     }
 
     async fn events(&self, name: &str) -> Vec<Event> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        api.list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .collect()
+        support::events(&self.client, &self.ns, name).await
     }
 }
 

@@ -16,7 +16,7 @@ use guest_attestation_operator::{
 use k8s_openapi::api::{core::v1::Secret, events::v1::Event};
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -148,27 +148,21 @@ impl Harness {
             .unwrap();
     }
 
-    /// Waits until the object satisfies `check`, returning it (fails after 40 s with the last
-    /// status seen).
+    /// Waits until the object satisfies `check`, returning it.
     async fn wait(
         &self,
         name: &str,
         what: &str,
         check: impl Fn(&GuestAttestationExtension) -> bool,
     ) -> GuestAttestationExtension {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(DRIFT_WAIT);
-        loop {
-            let obj = self.api().get(name).await.unwrap();
-            if check(&obj) {
-                return obj;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; last status {:#?}",
-                obj.status
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        support::wait_object(
+            &self.api(),
+            name,
+            what,
+            Duration::from_secs(DRIFT_WAIT),
+            check,
+        )
+        .await
     }
 
     async fn wait_ready(&self, name: &str) -> GuestAttestationExtension {
@@ -200,37 +194,9 @@ impl Harness {
         .await;
     }
 
-    async fn events(&self, name: &str) -> Vec<Event> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        api.list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .collect()
-    }
-
     async fn wait_event(&self, name: &str, type_: &str, reason: &str) -> Event {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let events = self.events(name).await;
-            if let Some(e) = events
-                .iter()
-                .find(|e| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason))
-            {
-                return e.clone();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for a {type_} {reason} event for {name}; events: {:?}",
-                events
-                    .iter()
-                    .map(|e| (e.type_.clone(), e.reason.clone()))
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let timeout = Duration::from_secs(20);
+        support::wait_event(&self.client, &self.ns, name, type_, reason, timeout).await
     }
 
     /// Waits for PrerequisitesMet=False with `reason`, checks that the message names every

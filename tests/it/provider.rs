@@ -21,7 +21,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use tokio::sync::oneshot;
 
@@ -132,27 +132,14 @@ impl Harness {
             .unwrap();
     }
 
-    /// Waits until the object satisfies `check`, returning it (polls every 100 ms; fails after
-    /// 30 s with the last status seen).
+    /// Waits until the object satisfies `check`, returning it.
     async fn wait(
         &self,
         name: &str,
         what: &str,
         check: impl Fn(&AttestationProvider) -> bool,
     ) -> AttestationProvider {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let obj = self.api().get(name).await.unwrap();
-            if check(&obj) {
-                return obj;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what} on {name}; last status {:#?}",
-                obj.status
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        support::wait_object(&self.api(), name, what, Duration::from_secs(30), check).await
     }
 
     async fn wait_gone(&self, name: &str) {
@@ -165,37 +152,12 @@ impl Harness {
     }
 
     async fn events(&self, name: &str) -> Vec<Event> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        api.list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .collect()
+        support::events(&self.client, &self.ns, name).await
     }
 
-    /// Waits for an Event of `type_` and `reason` about `name` (polls every 100 ms, 30 s).
     async fn wait_event(&self, name: &str, type_: &str, reason: &str) -> Event {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let events = self.events(name).await;
-            if let Some(e) = events
-                .iter()
-                .find(|e| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason))
-            {
-                return e.clone();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for a {type_} Event {reason} on {name}; seen {:?}",
-                events
-                    .iter()
-                    .map(|e| (e.type_.clone(), e.reason.clone()))
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let timeout = Duration::from_secs(30);
+        support::wait_event(&self.client, &self.ns, name, type_, reason, timeout).await
     }
 
     /// Requests that wrote to Azure: anything but a GET, except token requests.

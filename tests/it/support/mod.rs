@@ -15,10 +15,10 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::{core::v1::Namespace, events::v1::Event};
 use kube::{
     Api, Client, Config,
-    api::PostParams,
+    api::{ListParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
 
@@ -208,6 +208,75 @@ where
         assert!(
             tokio::time::Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `name` every 100 ms until `check` holds, returning it; fails after `timeout` with the
+/// last object seen.
+pub async fn wait_object<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&K) -> bool,
+) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let obj = api.get(name).await.expect("get object");
+        if check(&obj) {
+            return obj;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what} on {name}; last seen {obj:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The Events (events.k8s.io) in `ns` about the object `name`.
+pub async fn events(client: &Client, ns: &str, name: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+/// Waits for an Event of `type_` and `reason` about `name`, failing after `timeout` with the
+/// events seen.
+pub async fn wait_event(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    reason: &str,
+    timeout: Duration,
+) -> Event {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let events = events(client, ns, name).await;
+        if let Some(e) = events
+            .iter()
+            .find(|e| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason))
+        {
+            return e.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for a {type_} {reason} event for {name}; events: {:?}",
+            events
+                .iter()
+                .map(|e| (e.type_.clone(), e.reason.clone()))
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
