@@ -104,6 +104,8 @@ pub struct Metrics {
     pub azure_latency: Family<AzureLabels, Histogram>,
     /// Requests held back client-side (Retry-After or rate limit).
     pub azure_holds: Family<HoldLabels, Counter>,
+    /// The shortest refresh interval the fleet's size allows within the ARM read budget (T6).
+    pub refresh_floor: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -133,6 +135,7 @@ impl Metrics {
             azure_requests: Family::default(),
             azure_latency: Family::new_with_constructor(latency_histogram),
             azure_holds: Family::default(),
+            refresh_floor: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -186,6 +189,11 @@ impl Metrics {
             "azure_holds",
             "Azure requests held back client-side",
             m.azure_holds.clone(),
+        );
+        registry.register(
+            "refresh_floor_seconds",
+            "The shortest refresh and drift-check interval the fleet's size allows within the ARM read budget",
+            m.refresh_floor.clone(),
         );
         Self { registry, ..m }
     }

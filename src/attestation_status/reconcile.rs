@@ -49,6 +49,9 @@ pub struct Memory {
     pub retry_after: Option<Duration>,
     /// The failure being reported.
     pub failure: Option<Failure>,
+    /// The VM instance as last read, and when: polls skip that read while it cannot matter
+    /// (`schedule::vm_read_needed`).
+    pub vm: Option<(VmFacts, Timestamp)>,
 }
 
 /// The controller's context: the shared one plus its memory.
@@ -139,11 +142,16 @@ async fn reconcile_inner<C: AzureClients>(
             return Ok(Action::await_change());
         }
     };
-    let refresh = ctx.settings.scaled(spec.refresh);
+    let refresh = ctx.fleet_interval(ctx.settings.scaled(spec.refresh));
     let mut memory = sctx.remembered(&uid);
     let now = Timestamp::now();
     if poll_due(&memory, obj.metadata.generation, now, refresh, &uid) {
-        if let Some(hold) = poll(obj, ctx, &ns, &spec.machine, &mut memory, now).await {
+        let timing = Timing {
+            now,
+            refresh,
+            stale_after: spec.stale_after,
+        };
+        if let Some(hold) = poll(obj, ctx, &ns, &spec.machine, &mut memory, timing).await {
             // Nothing was sent (Retry-After or rate limit): not an attempt; wait it out.
             sctx.remember(&uid, memory);
             return Ok(Action::requeue(hold.max(Duration::from_millis(100))));
@@ -199,25 +207,42 @@ fn next_poll_at(m: &Memory, refresh: Duration, uid: &str) -> Option<Timestamp> {
     }
 }
 
-/// Reads the VM and its attestation status. Returns Some(wait) when the client held the request
-/// back without sending it.
+/// When a poll happens and the intervals that decide what it reads.
+#[derive(Clone, Copy)]
+struct Timing {
+    now: Timestamp,
+    refresh: Duration,
+    stale_after: Duration,
+}
+
+/// Reads the attestation status (and the VM when needed). Returns Some(wait) when the client
+/// held the request back without sending it.
 async fn poll<C: AzureClients>(
     obj: &AttestationStatus,
     ctx: &Context<C>,
     ns: &str,
     machine: &MachineId,
     memory: &mut Memory,
-    now: Timestamp,
+    timing: Timing,
 ) -> Option<Duration> {
+    let now = timing.now;
+    if memory.generation != obj.metadata.generation {
+        // The spec changed (maybe the machine): what was known of the VM no longer holds.
+        memory.vm = None;
+    }
     memory.generation = obj.metadata.generation;
+    let known = memory.vm.clone();
     let result = async {
         let azure = ctx.azure_for(ns, obj.spec.credentials_ref.as_ref()).await?;
-        read(&azure, machine).await.map_err(Error::from)
+        read(&azure, machine, known, timing)
+            .await
+            .map_err(Error::from)
     }
     .await;
     match result {
-        Ok(observation) => {
+        Ok((observation, vm)) => {
             memory.observation = Some((observation, now));
+            memory.vm = vm;
             memory.failures = 0;
             memory.last_failure = None;
             memory.retry_after = None;
@@ -258,44 +283,75 @@ fn failing_since(obj: &AttestationStatus) -> Option<Timestamp> {
         .then_some(fresh.last_transition_time.0)
 }
 
-/// One read: the VM instance, then (when there is a VM) its attestation status.
-async fn read<A: AzureApi>(azure: &A, machine: &MachineId) -> Result<Observation, AzureError> {
-    let Some(vm) = azure.get_vm_instance(machine).await? else {
-        return Ok(Observation::VmNotFound);
-    };
-    let attestation = azure.get_attestation_status(machine).await?;
-    let sp = vm.properties.security_profile.as_ref();
-    Ok(Observation::Vm {
-        vm: VmFacts {
-            power_state: vm
-                .properties
-                .status
-                .as_ref()
-                .and_then(|s| s.power_state.as_ref())
-                .map(|p| p.as_str().to_owned()),
-            security_type: sp
-                .and_then(|s| s.security_type.as_ref())
-                .map(|t| t.as_str().to_owned()),
-            tpm_enabled: sp.and_then(|s| s.enable_tpm),
-            secure_boot_enabled: sp.and_then(crate::azure::SecurityProfile::secure_boot_enabled),
+/// One poll: the attestationStatus, then the VM instance only when `schedule::vm_read_needed`
+/// says it may matter (else the facts of an earlier read). Returns the VM facts to remember.
+async fn read<A: AzureApi>(
+    azure: &A,
+    machine: &MachineId,
+    known: Option<(VmFacts, Timestamp)>,
+    timing: Timing,
+) -> Result<(Observation, Option<(VmFacts, Timestamp)>), AzureError> {
+    let attestation = azure
+        .get_attestation_status(machine)
+        .await?
+        .map(|a| attestation_facts(a.properties));
+    let attested = attestation
+        .as_ref()
+        .and_then(|a| a.timestamp.as_deref())
+        .and_then(|t| super::timestamp::parse(t).ok());
+    let vm = match known {
+        Some((vm, at))
+            if !schedule::vm_read_needed(
+                Some(at),
+                attested,
+                timing.now,
+                timing.refresh,
+                timing.stale_after,
+            ) =>
+        {
+            (vm, at)
+        }
+        _ => match azure.get_vm_instance(machine).await? {
+            None => return Ok((Observation::VmNotFound, None)),
+            Some(vm) => (vm_facts(&vm), timing.now),
         },
-        attestation: attestation.map(|a| {
-            let p = a.properties;
-            AttestationFacts {
-                attest_secure_boot_enabled: p
-                    .attest_secure_boot_enabled
-                    .map(|v| v.as_str().to_owned()),
-                attestation_cert_validated: p
-                    .attestation_cert_validated
-                    .map(|v| v.as_str().to_owned()),
-                boot_integrity_validated: p.boot_integrity_validated.map(|v| v.as_str().to_owned()),
-                health_status: p.health_status.map(|v| v.as_str().to_owned()),
-                linux_kernel_version: p.linux_kernel_version,
-                error_message: p.error_message,
-                timestamp: p.timestamp,
-            }
-        }),
-    })
+    };
+    Ok((
+        Observation::Vm {
+            vm: vm.0.clone(),
+            attestation,
+        },
+        Some(vm),
+    ))
+}
+
+fn vm_facts(vm: &crate::azure::VmInstance) -> VmFacts {
+    let sp = vm.properties.security_profile.as_ref();
+    VmFacts {
+        power_state: vm
+            .properties
+            .status
+            .as_ref()
+            .and_then(|s| s.power_state.as_ref())
+            .map(|p| p.as_str().to_owned()),
+        security_type: sp
+            .and_then(|s| s.security_type.as_ref())
+            .map(|t| t.as_str().to_owned()),
+        tpm_enabled: sp.and_then(|s| s.enable_tpm),
+        secure_boot_enabled: sp.and_then(crate::azure::SecurityProfile::secure_boot_enabled),
+    }
+}
+
+fn attestation_facts(p: crate::azure::VmAttestationStatusProperties) -> AttestationFacts {
+    AttestationFacts {
+        attest_secure_boot_enabled: p.attest_secure_boot_enabled.map(|v| v.as_str().to_owned()),
+        attestation_cert_validated: p.attestation_cert_validated.map(|v| v.as_str().to_owned()),
+        boot_integrity_validated: p.boot_integrity_validated.map(|v| v.as_str().to_owned()),
+        health_status: p.health_status.map(|v| v.as_str().to_owned()),
+        linux_kernel_version: p.linux_kernel_version,
+        error_message: p.error_message,
+        timestamp: p.timestamp,
+    }
 }
 
 async fn write_invalid_spec<C: AzureClients>(
@@ -519,6 +575,11 @@ pub async fn run<C: AzureClients>(
     .touched_objects();
     // Deleted objects get no reconcile, so their memory is pruned against the cache now and then.
     let pruner = tokio::spawn(prune_memory(Arc::clone(&sctx), reader.clone()));
+    let tracker = tokio::spawn(crate::controller::fleet::track(
+        Arc::clone(&sctx.ctx.fleet),
+        format!("{CONTROLLER}/{}", namespace.as_deref().unwrap_or("*")),
+        reader.clone(),
+    ));
     Controller::for_stream(stream, reader)
         .with_config(controller::Config::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(shutdown)
@@ -526,6 +587,7 @@ pub async fn run<C: AzureClients>(
         .for_each(|_| std::future::ready(()))
         .await;
     pruner.abort();
+    tracker.abort();
 }
 
 /// Every few minutes, forgets the memory of objects no longer in the cache.

@@ -48,6 +48,25 @@ pub fn requeue_after(now: Timestamp, instants: &[Option<Timestamp>], max: Durati
         .clamp(Duration::from_secs(1), max.max(Duration::from_secs(1)))
 }
 
+/// Whether a poll must read the VM instance as well as the attestationStatus (T5: one GET per
+/// VM per refresh interval in steady state). The VM instance carries the power state, which
+/// decides staleness, and the security profile; the guest's own report carries the rest. So it
+/// is read when nothing is known of the VM (first sight, spec change, VM missing), when the
+/// attestation has no usable timestamp, when the 8-hour mark is within two refresh intervals
+/// (or past), and otherwise once per `stale_after` so a changed security profile still shows.
+pub fn vm_read_needed(
+    vm_read_at: Option<Timestamp>,
+    attested: Option<Timestamp>,
+    now: Timestamp,
+    refresh: Duration,
+    stale_after: Duration,
+) -> bool {
+    let (Some(read_at), Some(attested)) = (vm_read_at, attested) else {
+        return true;
+    };
+    add(read_at, stale_after) <= now || add(attested, stale_after) <= add(now, refresh * 2)
+}
+
 fn add(t: Timestamp, d: Duration) -> Timestamp {
     SignedDuration::try_from(d)
         .ok()
@@ -61,6 +80,36 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn vm_is_read_only_when_its_power_state_or_profile_may_matter() {
+        let now = ts("2026-01-01T12:00:00Z");
+        let refresh = Duration::from_secs(1800);
+        let stale = Duration::from_secs(8 * 3600);
+        let hour_ago = Some(ts("2026-01-01T11:00:00Z"));
+        // Nothing known of the VM, or no usable attestation time: read it.
+        assert!(vm_read_needed(None, hour_ago, now, refresh, stale));
+        assert!(vm_read_needed(hour_ago, None, now, refresh, stale));
+        // Fresh attestation, VM read an hour ago: skip.
+        assert!(!vm_read_needed(hour_ago, hour_ago, now, refresh, stale));
+        // The mark (attested + 8 h) is 59 min away, within two intervals: read the power state.
+        let near = Some(ts("2026-01-01T04:59:00Z"));
+        assert!(vm_read_needed(hour_ago, near, now, refresh, stale));
+        // 61 min away: not yet.
+        let before = Some(ts("2026-01-01T05:01:00Z"));
+        assert!(!vm_read_needed(hour_ago, before, now, refresh, stale));
+        // Past the mark: every poll reads it (a stopped VM is not stale).
+        assert!(vm_read_needed(
+            hour_ago,
+            Some(ts("2025-12-31T00:00:00Z")),
+            now,
+            refresh,
+            stale
+        ));
+        // The VM was last read 8 h ago: refresh the security profile.
+        let long_ago = Some(ts("2026-01-01T04:00:00Z"));
+        assert!(vm_read_needed(long_ago, hour_ago, now, refresh, stale));
     }
 
     #[test]

@@ -143,6 +143,8 @@ pub struct Context<C: AzureClients> {
     pub metrics: Arc<Metrics>,
     /// Reconcile-failure backoff.
     pub backoff: Backoff,
+    /// The fleet's size, shared by the controllers, to raise intervals to the read budget.
+    pub fleet: Arc<super::fleet::Fleet>,
 }
 
 impl<C: AzureClients> Context<C> {
@@ -165,7 +167,25 @@ impl<C: AzureClients> Context<C> {
             settings,
             metrics,
             backoff: Backoff::default(),
+            fleet: Arc::default(),
         }
+    }
+
+    /// `interval` (already scaled), raised to what the fleet's size allows within the read
+    /// budget; the floor is exported as a metric.
+    pub fn fleet_interval(&self, interval: Duration) -> Duration {
+        let floor = self.fleet.min_interval();
+        self.metrics
+            .refresh_floor
+            .set(i64::try_from(floor.as_secs()).unwrap_or(i64::MAX));
+        interval.max(floor)
+    }
+
+    /// Shares `fleet` with the other controllers (each context has its own otherwise).
+    #[must_use]
+    pub fn with_fleet(mut self, fleet: Arc<super::fleet::Fleet>) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     /// The Azure client for a resource: its credentialsRef Secret (same namespace only), or

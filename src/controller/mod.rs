@@ -4,6 +4,7 @@ pub mod azure_reason;
 pub mod conditions;
 pub mod context;
 pub mod duration;
+pub mod fleet;
 
 pub use context::{Context, Error, Settings};
 

@@ -1,15 +1,16 @@
-//! One look at Azure (I/O): the machine, its VM instance, the cluster the settings come from,
-//! one poll of the operation in flight (if any), and the extension. Every read is a GET; the
-//! only writes are in `reconcile` (PUT, DELETE).
+//! One look at Azure (I/O): the machine, its VM instance, the cluster the settings come from
+//! (the "surroundings", reused between full looks), one poll of the operation in flight (if
+//! any), and the extension. Every read is a GET; the only writes are in `reconcile` (PUT,
+//! DELETE).
 
 use std::time::Duration;
 
 use crate::azure::{
     AzureApi, ClusterId, Error as AzureError, Lro, LroPoll, Machine, MachineExtension, MachineId,
-    VmInstance,
 };
 
 use super::desired::EXTENSION_NAME;
+use super::preflight::VmFacts;
 use super::settings::{Endpoints, SourceProblem, endpoints_from_cluster};
 
 /// Where the settings' endpoints come from, resolved on the Kubernetes side.
@@ -150,15 +151,24 @@ pub async fn poll<A: AzureApi>(azure: &A, op: &Operation) -> Result<Progress, Az
     }
 }
 
+/// The machine, its VM instance and the settings' endpoints: what a full look reads besides the
+/// extension. They change rarely, so a drift check of a settled extension reuses them and reads
+/// the extension alone (T5); `plan::full_look_due` decides.
+#[derive(Clone, Debug)]
+pub struct Surroundings {
+    /// The Arc machine, trimmed to what the desired extension needs (location, OS type).
+    pub machine: Option<Machine>,
+    /// Its VM instance's facts (None: no VM instance).
+    pub vm: Option<VmFacts>,
+    /// The settings' endpoints (read only when the machine exists).
+    pub endpoints: Result<Endpoints, SourceProblem>,
+}
+
 /// Everything one look at Azure found.
 #[derive(Clone, Debug)]
 pub struct Facts {
-    /// The Arc machine.
-    pub machine: Option<Machine>,
-    /// Its VM instance.
-    pub vm: Option<VmInstance>,
-    /// The settings' endpoints (read only when the machine exists).
-    pub endpoints: Result<Endpoints, SourceProblem>,
+    /// The machine, VM and endpoints (read now, or remembered from the last full look).
+    pub around: Surroundings,
     /// The poll of the operation in flight, if one was held.
     pub progress: Option<Progress>,
     /// The extension, read after the poll.
@@ -187,40 +197,71 @@ async fn endpoints<A: AzureApi>(
     })
 }
 
-/// One look at Azure for a machine: machine, VM instance, cluster, one poll of `op`, extension.
-/// A missing machine ends the look early (nothing else can exist).
-pub async fn read<A: AzureApi>(
+/// Only what `desired::target` uses, so remembering it costs little per object.
+fn trim(machine: Machine) -> Machine {
+    Machine {
+        location: machine.location,
+        properties: crate::azure::MachineProperties {
+            os_type: machine.properties.os_type,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Reads the machine, its VM instance and the cluster. A missing machine ends the read early
+/// (nothing else can exist).
+async fn surroundings<A: AzureApi>(
     azure: &A,
     machine_id: &MachineId,
     source: &Source,
-    op: Option<&Operation>,
-) -> Result<Facts, AzureError> {
+) -> Result<Surroundings, AzureError> {
     let Some(machine) = azure.get_machine(machine_id).await? else {
-        let progress = match op {
-            Some(op) => Some(poll(azure, op).await?),
-            None => None,
-        };
-        return Ok(Facts {
+        return Ok(Surroundings {
             machine: None,
             vm: None,
             endpoints: Err(SourceProblem::ClusterNotFound {
                 cluster: String::new(),
             }),
-            progress,
-            actual: None,
         });
     };
-    let vm = azure.get_vm_instance(machine_id).await?;
+    let vm = azure
+        .get_vm_instance(machine_id)
+        .await?
+        .as_ref()
+        .map(VmFacts::from_instance);
     let endpoints = endpoints(azure, source).await?;
+    Ok(Surroundings {
+        machine: Some(trim(machine)),
+        vm,
+        endpoints,
+    })
+}
+
+/// One look at Azure for a machine: its surroundings (unless `known` is given), one poll of
+/// `op`, then the extension (skipped when the machine is missing).
+pub async fn read<A: AzureApi>(
+    azure: &A,
+    machine_id: &MachineId,
+    source: &Source,
+    op: Option<&Operation>,
+    known: Option<&Surroundings>,
+) -> Result<Facts, AzureError> {
+    let around = match known {
+        Some(k) => k.clone(),
+        None => surroundings(azure, machine_id, source).await?,
+    };
     let progress = match op {
         Some(op) => Some(poll(azure, op).await?),
         None => None,
     };
-    let actual = azure.get_extension(machine_id, EXTENSION_NAME).await?;
+    let actual = if around.machine.is_some() {
+        azure.get_extension(machine_id, EXTENSION_NAME).await?
+    } else {
+        None
+    };
     Ok(Facts {
-        machine: Some(machine),
-        vm,
-        endpoints,
+        around,
         progress,
         actual,
     })

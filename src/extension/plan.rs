@@ -11,11 +11,28 @@ use super::compare::{Assessment, State};
 use crate::crd::{DeletionPolicy, ManagementPolicy};
 
 /// Azure sends no events: an extension that matches is looked at again after this long (scaled
-/// by `Settings::interval_scale`, ±10 % jitter per object) to catch drift. One look reads four
-/// resources (machine, VM instance, cluster, extension), so this matches AttestationStatus's
-/// default refresh interval: one read of each resource per VM per 30 min (T5); at 10 min the
-/// fleet benchmark saw drift checks eat the whole ARM read budget at N = 100.
+/// by `Settings::interval_scale`, ±10 % jitter per object, raised with the fleet to fit the read
+/// budget) to catch drift. A drift check of a settled extension reads the extension alone (T5:
+/// one GET per VM per drift interval), matching AttestationStatus's default refresh interval.
 pub const DRIFT_INTERVAL: Duration = Duration::from_secs(30 * 60);
+
+/// How long the machine, VM instance and cluster read by a full look are reused by drift checks
+/// of a settled extension (12 drift intervals). Their changes that matter to a deployed extension
+/// (endpoints of a provider, the spec) trigger a full look at once; the rest (a VM's security
+/// profile, the cluster's endpoints) shows within this bound, and in AttestationStatus sooner.
+pub const FULL_LOOK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
+/// Whether the next look reads the machine, VM instance and cluster again, or reuses those of
+/// the full look at `last_full`: reused only while the extension is settled (`steady`: in sync,
+/// nothing in flight, nothing to write) and for at most `interval`.
+pub fn full_look_due(
+    last_full: Option<Timestamp>,
+    steady: bool,
+    now: Timestamp,
+    interval: Duration,
+) -> bool {
+    !steady || last_full.is_none_or(|t| after(t, interval) <= now)
+}
 
 /// How often an operation that is not ours (no handle in memory) is followed through the
 /// extension's own provisioningState.
@@ -240,6 +257,24 @@ pub fn give_up(elapsed: Duration, bound: Duration) -> bool {
 mod tests {
     use super::*;
     use crate::extension::compare::Difference;
+
+    #[test]
+    fn full_looks_only_when_unsettled_or_due() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let six_h = FULL_LOOK_INTERVAL;
+        assert!(full_look_due(None, true, t0, six_h), "nothing known");
+        assert!(full_look_due(Some(t0), false, t0, six_h), "not settled");
+        assert!(!full_look_due(
+            Some(t0),
+            true,
+            after(t0, Duration::from_secs(3600)),
+            six_h
+        ));
+        assert!(
+            full_look_due(Some(t0), true, after(t0, six_h), six_h),
+            "due"
+        );
+    }
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()

@@ -7,7 +7,8 @@
 //! 3. `due` — Azure is looked at on first sight, on a spec or source change, when the operation
 //!    in flight is due for a poll, and every `DRIFT_INTERVAL`; the reconcile that our own status
 //!    write triggers finds nothing due and only checks the owned AttestationStatus.
-//! 4. `observe::read` — machine, VM instance, cluster, one poll of the operation, extension.
+//! 4. `observe::read` — machine, VM instance, cluster (reused from the last full look while the
+//!    extension is settled: `plan::full_look_due`), one poll of the operation, extension.
 //! 5. `desired::target` + `compare` + `plan` (pure) — what to write, if anything.
 //! 6. `put` — the PUT; its operation handle is kept in memory and polled at the next due
 //!    reconcile after Azure's Retry-After (no reconcile ever waits on Azure).
@@ -39,9 +40,8 @@ use tracing::{instrument, warn};
 use super::children;
 use super::compare::{self, Assessment};
 use super::desired::{self, EXTENSION_NAME, TargetFacts};
-use super::observe::{self, Facts, Operation, Progress, Source};
+use super::observe::{self, Facts, Operation, Progress, Source, Surroundings};
 use super::plan::{self, Inputs, Plan, PutReason};
-use super::preflight::VmFacts;
 use super::render::{self, DEPLOYED, DeployInputs, PREREQUISITES_MET, READY, Rest};
 use super::report::{publish, write_status};
 use super::settings::provider_source;
@@ -85,6 +85,9 @@ pub struct Memory {
     pub read_failures: u32,
     /// The AttestationStatus conflict already reported.
     pub conflict_reported: Option<String>,
+    /// The machine, VM and endpoints of the last full look and its time, kept only while the
+    /// extension is settled, so drift checks read the extension alone.
+    pub surroundings: Option<(observe::Surroundings, Timestamp)>,
 }
 
 /// The controller's context: the shared one plus its memory.
@@ -298,13 +301,29 @@ async fn apply<C: AzureClients>(
         ectx.remember(&uid, memory);
         return Ok(Action::requeue(wait));
     }
+    if memory.checked.as_ref() != Some(&fingerprint) {
+        // A new spec or settings source: everything is looked at afresh.
+        memory.surroundings = None;
+    }
     memory.checked = Some(fingerprint);
     let azure = match ctx.azure_for(ns, obj.spec.credentials_ref.as_ref()).await {
         Ok(a) => a,
         Err(crate::controller::Error::Kube(e)) => return Err(e.into()),
         Err(e) => return blocked(obj, ectx, ns, &spec, memory, &e, now).await,
     };
-    let facts = match observe::read(&azure, &spec.machine, &source, memory.op.as_ref()).await {
+    let full = plan::full_look_due(
+        memory.surroundings.as_ref().map(|(_, t)| *t),
+        memory.surroundings.is_some(),
+        now,
+        ctx.settings.scaled(plan::FULL_LOOK_INTERVAL),
+    );
+    let known = memory
+        .surroundings
+        .as_ref()
+        .filter(|_| !full)
+        .map(|(s, _)| s);
+    let facts = match observe::read(&azure, &spec.machine, &source, memory.op.as_ref(), known).await
+    {
         Ok(f) => f,
         Err(e) => return blocked(obj, ectx, ns, &spec, memory, &e.into(), now).await,
     };
@@ -320,6 +339,7 @@ async fn apply<C: AzureClients>(
         }
         _ => step,
     };
+    memory.surroundings = keep_surroundings(&step, &memory, facts.around, full, now);
     let status = render::status(
         obj.status.as_ref(),
         obj.metadata.generation,
@@ -339,6 +359,28 @@ async fn apply<C: AzureClients>(
     memory.next_check = Some(step.next_check);
     ectx.remember(&uid, memory);
     Ok(Action::requeue(until(Some(step.next_check), now)))
+}
+
+/// The surroundings to reuse at the next drift check: only when the extension is settled (the
+/// plan writes nothing, prerequisites hold, Azure matches, nothing is in flight), timed from the
+/// last full look.
+fn keep_surroundings(
+    step: &Step,
+    memory: &Memory,
+    around: Surroundings,
+    full: bool,
+    now: Timestamp,
+) -> Option<(Surroundings, Timestamp)> {
+    let settled = step.plan == Plan::Nothing
+        && step.desired.is_some()
+        && step.assessment.in_sync()
+        && memory.op.is_none();
+    let since = if full {
+        Some(now)
+    } else {
+        memory.surroundings.as_ref().map(|(_, t)| *t)
+    };
+    settled.then_some(()).and(since).map(|t| (around, t))
 }
 
 /// Resolves where the settings come from; only Kubernetes errors end the reconcile.
@@ -514,13 +556,12 @@ fn evaluate(
     Vec<super::preflight::Unmet>,
     Assessment,
 ) {
-    let vm = facts.vm.as_ref().map(VmFacts::from_instance);
     let target = desired::target(
         &obj.spec,
         TargetFacts {
-            machine: facts.machine.as_ref(),
-            vm: vm.as_ref(),
-            endpoints: &facts.endpoints,
+            machine: facts.around.machine.as_ref(),
+            vm: facts.around.vm.as_ref(),
+            endpoints: &facts.around.endpoints,
         },
     );
     let actual = facts.actual.as_ref();
@@ -554,8 +595,7 @@ fn next_check<C: AzureClients>(
     let settings = &ctx.settings;
     let drift_check = plan::after(
         now,
-        settings
-            .scaled(plan::DRIFT_INTERVAL)
+        ctx.fleet_interval(settings.scaled(plan::DRIFT_INTERVAL))
             .mul_f64(jitter(&obj.uid().unwrap_or_default())),
     );
     match plan {
@@ -859,6 +899,11 @@ pub async fn run<C: AzureClients>(
         .modify(crate::controller::strip_for_cache)
         .reflect(writer)
         .touched_objects();
+    let tracker = tokio::spawn(crate::controller::fleet::track(
+        Arc::clone(&ectx.ctx.fleet),
+        format!("{CONTROLLER}/{}", namespace.as_deref().unwrap_or("*")),
+        reader.clone(),
+    ));
     let store = reader.clone();
     let referencing = move |provider: AttestationProvider| {
         let (ns, name) = (provider.namespace(), provider.name_any());
@@ -879,6 +924,7 @@ pub async fn run<C: AzureClients>(
         .run(reconcile, error_policy, ectx)
         .for_each(|_| std::future::ready(()))
         .await;
+    tracker.abort();
 }
 
 #[cfg(test)]

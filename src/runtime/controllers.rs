@@ -55,6 +55,8 @@ pub struct Parts {
     pub settings: Settings,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The fleet's size, shared so every controller raises its intervals to the read budget.
+    pub fleet: Arc<crate::controller::fleet::Fleet>,
 }
 
 impl Parts {
@@ -66,6 +68,7 @@ impl Parts {
             Arc::clone(&self.metrics),
             controller,
         )
+        .with_fleet(Arc::clone(&self.fleet))
     }
 }
 

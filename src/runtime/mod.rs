@@ -188,6 +188,7 @@ async fn operate(
         azure: SharedAzure(Arc::new(azure)),
         settings: config.settings(identity),
         metrics,
+        fleet: Arc::default(),
     };
     let keeper = if config.leader_elect {
         let lease = LeaseSettings {

@@ -251,6 +251,31 @@ impl Harness {
             .count()
     }
 
+    /// GETs whose path ends with `suffix` (case-insensitive).
+    fn reads_ending(&self, suffix: &str) -> usize {
+        let suffix = suffix.to_ascii_lowercase();
+        self.emu
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.to_ascii_lowercase().ends_with(&suffix))
+            .count()
+    }
+
+    /// GETs of the machine, its VM instance and the clusters: a full look.
+    fn surroundings_reads(&self, machine: &str) -> usize {
+        let vm = machine.rsplit('/').next().unwrap();
+        self.reads_ending(&format!("/machines/{vm}"))
+            + self.reads_ending(&format!(
+                "/machines/{vm}/providers/Microsoft.AzureStackHCI/virtualMachineInstances/default"
+            ))
+            + self
+                .emu
+                .requests()
+                .iter()
+                .filter(|r| r.method == "GET" && r.path.to_ascii_lowercase().contains("/clusters/"))
+                .count()
+    }
+
     fn extension(&self, machine: &str) -> Option<Value> {
         self.emu.extension(machine, "GuestAttestation")
     }
@@ -392,6 +417,7 @@ async fn owns_a_status_and_writes_nothing_while_azure_matches() {
     assert_eq!(h.extension_writes(&win), 1);
     let rv = h.api().get("win-vm").await.unwrap().resource_version();
     let reads = h.extension_reads(&win);
+    let around = h.surroundings_reads(&win);
     support::wait_for(
         "two more drift checks",
         Duration::from_secs(DRIFT_WAIT),
@@ -399,6 +425,12 @@ async fn owns_a_status_and_writes_nothing_while_azure_matches() {
     )
     .await;
     assert_eq!(h.extension_writes(&win), 1, "no PUT while Azure matches");
+    // T5: a settled extension's drift check reads the extension alone.
+    assert_eq!(
+        h.surroundings_reads(&win),
+        around,
+        "drift checks reread the machine, VM instance or cluster"
+    );
     assert_eq!(
         h.api().get("win-vm").await.unwrap().resource_version(),
         rv,

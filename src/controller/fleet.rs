@@ -1,0 +1,116 @@
+//! The fleet's size, and the shortest refresh interval it can afford (T6): every cached
+//! AttestationStatus and GuestAttestationExtension costs about one ARM read per interval in
+//! steady state (T5), and the client's read bucket allows 12 per second, so a fleet of N objects
+//! needs an interval of at least N × 1.25 / 12 s (the 1.25 covers the occasional VM-instance
+//! and full-look reads). Without the floor a large fleet's refreshes queue behind the rate
+//! limiter and the newest objects starve.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use kube::Resource;
+use kube::runtime::reflector::Store;
+
+/// Reads per cached object per refresh interval, with the occasional extra reads.
+const READS_PER_OBJECT: f64 = 1.25;
+
+/// How many objects each watching controller holds in its cache.
+#[derive(Debug)]
+pub struct Fleet {
+    reads_per_second: f64,
+    counts: Mutex<HashMap<String, usize>>,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Self::new(crate::azure::RateLimits::default().reads.per_second)
+    }
+}
+
+impl Fleet {
+    /// A fleet whose steady reads share `reads_per_second`.
+    pub fn new(reads_per_second: u32) -> Self {
+        Self {
+            reads_per_second: f64::from(reads_per_second.max(1)),
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records that the cache called `key` (controller and namespace) holds `n` objects.
+    pub fn set(&self, key: &str, n: usize) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if counts.get(key) != Some(&n) {
+            counts.insert(key.to_owned(), n);
+        }
+    }
+
+    /// Objects cached by every controller.
+    pub fn size(&self) -> usize {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .sum()
+    }
+
+    /// The shortest refresh interval the fleet can afford (real time: the read budget is not
+    /// scaled by `Settings::interval_scale`).
+    pub fn min_interval(&self) -> Duration {
+        min_interval(self.size(), self.reads_per_second)
+    }
+
+    /// `interval`, raised to what the fleet can afford.
+    pub fn raise(&self, interval: Duration) -> Duration {
+        interval.max(self.min_interval())
+    }
+}
+
+/// N objects × reads per object ÷ reads per second.
+pub fn min_interval(objects: usize, reads_per_second: f64) -> Duration {
+    #[allow(clippy::cast_precision_loss)] // fleet sizes are far below 2^52
+    let secs = objects as f64 * READS_PER_OBJECT / reads_per_second.max(1.0);
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+}
+
+/// Keeps `fleet`'s count for `key` equal to the size of `store`, once a second, until aborted.
+pub async fn track<K>(fleet: std::sync::Arc<Fleet>, key: String, store: Store<K>)
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        fleet.set(&key, store.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_grows_linearly_with_the_fleet() {
+        assert_eq!(min_interval(0, 12.0), Duration::ZERO);
+        // 10,000 VMs, each with an AttestationStatus and an extension: 20,000 objects.
+        let ten_k = min_interval(20_000, 12.0);
+        assert_eq!(ten_k.as_secs(), 2083, "{ten_k:?}");
+        assert_eq!(min_interval(2_000, 12.0).as_secs(), 208);
+    }
+
+    #[test]
+    fn counts_add_up_per_cache_and_raise_intervals() {
+        let fleet = Fleet::new(12);
+        fleet.set("attestationstatus/a", 600);
+        fleet.set("guestattestationextension/a", 600);
+        fleet.set("attestationstatus/a", 500);
+        assert_eq!(fleet.size(), 1100);
+        let floor = fleet.min_interval();
+        assert_eq!(floor.as_secs(), 114);
+        assert_eq!(fleet.raise(Duration::from_secs(1800)).as_secs(), 1800);
+        assert_eq!(fleet.raise(Duration::from_secs(30)), floor);
+    }
+}
