@@ -39,6 +39,9 @@ pub use maa::{
     UNSIGNED_RESET_JWS, decode_policy_jws, normalize_policy, policy_jws, policy_payload,
     policy_token_hash, reset_jws, unsigned_policy_jws,
 };
+// The response-token decoding, for tests/properties.rs and the fuzz targets only.
+#[doc(hidden)]
+pub use maa::{Jwt, check_claims, parse_jwt, verify_jwt};
 pub use metrics::{AzureMetrics, NoMetrics, RequestRecord};
 pub use models::*;
 pub use ratelimit::{BucketSpec, OpKind, RateKey, RateLimiter, RateLimits};

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::assess::{Assessment, Freshness, Observation, Reason, assess, human};
-use crate::controller::conditions::{Desired, find, merge};
+use crate::controller::conditions::{Desired, MAX_MESSAGE, find, merge, truncate};
 use crate::crd::{AttestationStatusStatus, ConditionStatus, Health};
 
 /// Reads of Azure that keep failing.
@@ -134,6 +134,7 @@ pub fn render(input: &Input<'_>) -> Rendered {
         input.now,
     );
     status.observed_generation = input.generation;
+    bound(&mut status);
     // lastCheckedTime moves only with a change, so unchanged reads cause no status write.
     if let Some((_, at)) = assessment {
         let mut unchanged = status.clone();
@@ -200,6 +201,32 @@ fn mirror(status: &mut AttestationStatusStatus, obs: &Observation) {
         .and_then(|a| a.error_message.clone())
         .filter(|m| !m.is_empty());
     status.raw_timestamp = att.and_then(|a| a.timestamp.clone());
+}
+
+/// Cuts the fields that carry Azure's text to the schema's maxLength: an overlong or unexpected
+/// value from Azure must not make every status write fail (the API server refuses the whole
+/// status when one field is too long).
+fn bound(status: &mut AttestationStatusStatus) {
+    let cut = |field: &mut Option<String>, max: usize| {
+        if let Some(v) = field.as_mut().filter(|v| v.len() > max) {
+            *v = truncate(v, max);
+        }
+    };
+    cut(&mut status.message, MAX_MESSAGE);
+    cut(&mut status.error_message, 1024);
+    cut(&mut status.linux_kernel_version, 128);
+    cut(&mut status.raw_timestamp, 64);
+    cut(&mut status.machine_name, 64);
+    for field in [
+        &mut status.health_status,
+        &mut status.attest_secure_boot_enabled,
+        &mut status.attestation_cert_validated,
+        &mut status.boot_integrity_validated,
+        &mut status.power_state,
+        &mut status.security_type,
+    ] {
+        cut(field, 32);
+    }
 }
 
 /// The Ready condition's status, for callers that report transitions.
@@ -401,5 +428,41 @@ mod tests {
             "2026-01-01T02:00:00Z",
         ));
         assert_eq!(first.status.conditions, again.status.conditions);
+    }
+
+    #[test]
+    fn overlong_azure_values_are_cut_to_the_schema() {
+        // Regression (issue 11): Azure's text was mirrored verbatim, so an unexpected 40-character
+        // enum value or a 2 KiB error message made the API server refuse every status write.
+        let mut o = obs();
+        if let Observation::Vm { vm, attestation } = &mut o {
+            vm.power_state = Some("P".repeat(40));
+            let a = attestation.as_mut().unwrap();
+            a.health_status = Some("SomeNewVerdictAzureAddedLater_1234567890".into());
+            a.boot_integrity_validated = Some("Invalid".into());
+            a.error_message = Some("é".repeat(2048));
+            a.linux_kernel_version = Some("k".repeat(200));
+        }
+        let r = render(&input(
+            None,
+            Some((&o, ts("2026-01-01T01:00:00Z"))),
+            None,
+            "2026-01-01T01:00:00Z",
+        ));
+        let s = &r.status;
+        assert!(s.health_status.as_ref().unwrap().len() <= 32);
+        assert!(s.power_state.as_ref().unwrap().len() <= 32);
+        assert!(s.error_message.as_ref().unwrap().len() <= 1024);
+        assert!(s.linux_kernel_version.as_ref().unwrap().len() <= 128);
+        assert!(s.message.as_ref().unwrap().len() <= MAX_MESSAGE);
+        assert_eq!(s.reason.as_deref(), Some("BootIntegrityNotValidated"));
+        // a long read failure after the grace period: the prefix must not push it past the limit
+        let f = Failure {
+            reason: "AzureUnavailable",
+            message: "x".repeat(MAX_MESSAGE),
+            since: ts("2026-01-01T00:00:00Z"),
+        };
+        let r = render(&input(Some(s), None, Some(&f), "2026-01-01T02:00:00Z"));
+        assert!(r.status.message.as_ref().unwrap().len() <= MAX_MESSAGE);
     }
 }

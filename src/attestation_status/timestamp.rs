@@ -3,7 +3,8 @@
 //! Azure's `timestamp` has no declared format. Seen: `6/12/2024 8:49:33 PM` (the product
 //! documentation: US month/day, 12-hour clock, no zone) and `2023/11/10 9:48` (the specs'
 //! examples). Both are taken as UTC. RFC 3339 is accepted too. Anything else is an error that
-//! carries the raw value, never a panic.
+//! carries the raw value, never a panic; so is a time before year 0, which no Kubernetes status
+//! can hold (`metav1.Time` is RFC 3339 with a four-digit year).
 
 use k8s_openapi::jiff::{Timestamp, civil::DateTime, tz::TimeZone};
 
@@ -26,6 +27,9 @@ const FORMATS: &[&str] = &[
     "%m/%d/%Y %H:%M:%S",
 ];
 
+/// 0000-01-01T00:00:00Z, the earliest time a status can hold.
+const EARLIEST_SECOND: i64 = -62_167_219_200;
+
 /// Parses Azure's attestation timestamp (see the module docs).
 pub fn parse(raw: &str) -> Result<Timestamp, InvalidTimestamp> {
     let s = raw.trim();
@@ -35,18 +39,15 @@ pub fn parse(raw: &str) -> Result<Timestamp, InvalidTimestamp> {
     if s.is_empty() || s.len() > 64 {
         return Err(err());
     }
-    if let Ok(ts) = s.parse::<Timestamp>() {
-        return Ok(ts);
-    }
-    for format in FORMATS {
-        if let Ok(dt) = DateTime::strptime(format, s) {
-            return dt
-                .to_zoned(TimeZone::UTC)
-                .map(|z| z.timestamp())
-                .map_err(|_| err());
-        }
-    }
-    Err(err())
+    let parsed = s.parse::<Timestamp>().ok().or_else(|| {
+        FORMATS.iter().find_map(|format| {
+            let dt = DateTime::strptime(format, s).ok()?;
+            Some(dt.to_zoned(TimeZone::UTC).ok()?.timestamp())
+        })
+    });
+    parsed
+        .filter(|ts| ts.as_second() >= EARLIEST_SECOND)
+        .ok_or_else(err)
 }
 
 #[cfg(test)]
@@ -84,6 +85,10 @@ mod tests {
             "2024-06-12",
             "0",
             "6/12/2024 25:00:00 PM",
+            // Regression (property tests, issue 11): accepted, then refused by the API server in
+            // status.attestedTime, so every status write failed.
+            "-000001-01-01T00:00:00Z",
+            "1/1/-5 1:00:00 PM",
         ] {
             let e = parse(raw).unwrap_err();
             assert_eq!(e.raw, raw);

@@ -122,10 +122,13 @@ fn validate_namespace(ns: &str) -> Result<(), IdError> {
 }
 
 fn validate_type(t: &str) -> Result<(), IdError> {
-    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        Ok(())
-    } else {
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric()) {
         Err(IdError::new("resource type", t, "must be alphanumeric"))
+    } else if t.eq_ignore_ascii_case("providers") {
+        // the parser reads it as the start of an extension resource: the id would not round-trip
+        Err(IdError::new("resource type", t, "is the providers keyword"))
+    } else {
+        Ok(())
     }
 }
 
@@ -593,6 +596,21 @@ mod tests {
                 "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/vm-01/providers/Microsoft.AzureStackHCI/virtualMachineInstances/default"
             )
         );
+    }
+
+    #[test]
+    fn a_child_type_cannot_be_the_providers_keyword() {
+        // Regression (property tests, issue 11): child("providers", x) built an id whose text parses
+        // as another provider segment, so it did not round-trip.
+        let m = MachineId::new(SUB, "rg", "vm").unwrap();
+        assert!(m.as_resource_id().child("Providers", "x").is_err());
+        assert!(
+            m.as_resource_id()
+                .extension("Microsoft.X", "providers", "x")
+                .is_err()
+        );
+        let child = m.as_resource_id().child("extensions", "providers").unwrap();
+        assert_eq!(ResourceId::parse(&child.to_string()).unwrap(), child);
     }
 
     #[test]

@@ -243,9 +243,9 @@ impl PolicySigner {
     }
 }
 
-/// A decoded response JWT.
+/// A decoded response JWT (public only for the property tests and fuzz targets).
 #[derive(Debug)]
-pub(crate) struct Jwt {
+pub struct Jwt {
     alg: Option<String>,
     kid: Option<String>,
     claims: Map<String, Value>,
@@ -253,7 +253,8 @@ pub(crate) struct Jwt {
     signature: Vec<u8>,
 }
 
-pub(crate) fn parse_jwt(token: &str) -> Result<Jwt, &'static str> {
+/// Splits and decodes a compact JWS (header, claims, signature); nothing is verified here.
+pub fn parse_jwt(token: &str) -> Result<Jwt, &'static str> {
     #[derive(Deserialize)]
     struct Header {
         alg: Option<String>,
@@ -300,7 +301,7 @@ fn key_verifies(key: &JsonWebKey, msg: &[u8], sig: &[u8]) -> bool {
 }
 
 /// Whether the key set holds a key that verifies the token: `Ok(false)` when no key has the token's `kid`.
-pub(crate) fn verify_jwt(jwks: &JsonWebKeySet, jwt: &Jwt) -> Result<bool, &'static str> {
+pub fn verify_jwt(jwks: &JsonWebKeySet, jwt: &Jwt) -> Result<bool, &'static str> {
     if jwt.alg.as_deref() != Some("RS256") {
         return Err("the token is not signed with RS256");
     }
@@ -323,11 +324,12 @@ pub(crate) fn verify_jwt(jwks: &JsonWebKeySet, jwt: &Jwt) -> Result<bool, &'stat
 }
 
 /// Checks `exp` (with leeway) and `iss` (must be the instance, when present).
-pub(crate) fn check_claims(jwt: &Jwt, instance: &Url, now: SystemTime) -> Result<(), &'static str> {
+pub fn check_claims(jwt: &Jwt, instance: &Url, now: SystemTime) -> Result<(), &'static str> {
     let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     if let Some(exp) = jwt.claims.get("exp") {
         let exp = exp.as_u64().ok_or("the token's exp is not a number")?;
-        if exp + EXP_LEEWAY_SECS < now {
+        // saturating: a hostile exp near u64::MAX must not overflow (a panic in debug builds)
+        if exp.saturating_add(EXP_LEEWAY_SECS) < now {
             return Err("the token has expired");
         }
     }
@@ -761,6 +763,19 @@ mod tests {
             }],
         };
         assert_eq!(verify_jwt(&keys, &with_kid), Ok(false));
+    }
+
+    #[test]
+    fn huge_exp_is_not_an_overflow() {
+        // Regression (property tests, issue 11): `exp + leeway` overflowed for exp near u64::MAX.
+        let token = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#),
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{}}}"#, u64::MAX).as_bytes())
+        );
+        let jwt = parse_jwt(&token).unwrap();
+        let instance = Url::parse("https://prov.eus.attest.azure.net").unwrap();
+        assert_eq!(check_claims(&jwt, &instance, SystemTime::now()), Ok(()));
     }
 
     #[test]

@@ -224,9 +224,12 @@ fn lex(text: &str) -> Result<Vec<Token>, PolicyProblem> {
                 let mut closed = false;
                 while let Some(n) = chars.next() {
                     match n {
-                        '\\' => {
-                            chars.next();
-                        }
+                        // an escaped line end still ends a line
+                        '\\' => match chars.next() {
+                            Some('\n') => line += 1,
+                            Some('\r') if chars.peek() != Some(&'\n') => line += 1,
+                            _ => {}
+                        },
                         '"' => {
                             closed = true;
                             break;
@@ -625,6 +628,24 @@ mod tests {
             ),
             PolicyProblem::UnterminatedRule { line: 3 }
         );
+    }
+
+    #[test]
+    fn an_escaped_line_end_in_a_string_counts() {
+        // Regression (property tests, issue 11): the line end after a backslash was skipped with it.
+        for end in ["\n", "\r\n", "\r"] {
+            let text = format!(
+                "version=1.0;authorizationrules{{[type==\"a\\{end}b\"] => permit();}};{end}foo{{}};"
+            );
+            assert_eq!(
+                problem(&text),
+                PolicyProblem::UnknownSection {
+                    line: 3,
+                    found: "foo".into()
+                },
+                "{end:?}"
+            );
+        }
     }
 
     #[test]

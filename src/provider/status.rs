@@ -218,16 +218,19 @@ pub fn render(input: &Input<'_>) -> AttestationProviderStatus {
     match input.endpoint {
         Endpoint::Found { id, provider } => {
             let p = &provider.properties;
+            // Azure's values are cut to the schema's maxLength, or the API server would refuse
+            // every status write; an endpoint too long to store is not stored rather than cut.
+            let cut = |v: &str, max| conditions::truncate(v, max);
             s.resource_id = Some(id.clone());
-            s.attest_uri.clone_from(&p.attest_uri);
-            s.trust_model = p.trust_model.as_ref().map(|t| t.as_str().to_owned());
-            s.provider_status = p.status.as_ref().map(|t| t.as_str().to_owned());
-            s.public_network_access = Some(
+            s.attest_uri = p.attest_uri.clone().filter(|u| u.len() <= 512);
+            s.trust_model = p.trust_model.as_ref().map(|t| cut(t.as_str(), 32));
+            s.provider_status = p.status.as_ref().map(|t| cut(t.as_str(), 32));
+            s.public_network_access = Some(cut(
                 p.public_network_access
                     .as_ref()
-                    .map_or("Enabled", Toggle::as_str)
-                    .to_owned(),
-            );
+                    .map_or("Enabled", Toggle::as_str),
+                16,
+            ));
         }
         Endpoint::Missing { id, .. } | Endpoint::CertificatesInvalid { id, .. } => {
             s.resource_id = Some(id.clone());
@@ -628,6 +631,35 @@ mod tests {
     fn cond(s: &AttestationProviderStatus, t: &str) -> (ConditionStatus, String) {
         let c = conditions::find(&s.conditions, t).unwrap();
         (c.status, c.reason.clone())
+    }
+
+    #[test]
+    fn overlong_azure_values_fit_the_schema() {
+        // Regression (issue 11): unexpected enum values and an absurd attestUri were mirrored
+        // verbatim, past the status schema's maxLength, so every status write was refused.
+        let ep = Endpoint::Found {
+            id: ID.into(),
+            provider: Box::new(AttestationProvider {
+                properties: AttestationProviderProperties {
+                    trust_model: Some(TrustModel::from("T".repeat(100).as_str())),
+                    status: Some(ProviderStatus::from("S".repeat(100).as_str())),
+                    attest_uri: Some(format!("https://{}.attest.azure.net", "a".repeat(600))),
+                    public_network_access: Some(Toggle::from("SecuredByPerimeter")),
+                    tpm_attestation_authentication: None,
+                },
+                ..Default::default()
+            }),
+        };
+        let s = render(&input(
+            None,
+            &ep,
+            &Policy::NotManaged,
+            ts("2026-01-01T00:00:00Z"),
+        ));
+        assert!(s.trust_model.unwrap().len() <= 32);
+        assert!(s.provider_status.unwrap().len() <= 32);
+        assert!(s.public_network_access.unwrap().len() <= 16);
+        assert_eq!(s.attest_uri, None);
     }
 
     #[test]
