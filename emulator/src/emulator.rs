@@ -318,6 +318,12 @@ impl Control {
         self.with_client(tenant, client_id, |c| c.secrets.push(secret.to_owned()));
     }
 
+    /// Rotates an app registration's client secret: `secret` becomes its only secret, so tokens
+    /// can no longer be requested with the old one (tokens already issued stay valid).
+    pub fn rotate_client_secret(&self, tenant: &str, client_id: &str, secret: &str) {
+        self.with_client(tenant, client_id, |c| c.secrets = vec![secret.to_owned()]);
+    }
+
     /// Adds an app registration that accepts any unexpired client assertion whose audience is
     /// `api://AzureADTokenExchange` (workload identity federation).
     pub fn add_federated_client(&self, tenant: &str, client_id: &str) {
@@ -541,6 +547,26 @@ impl Control {
     /// How extension operations end on machines without their own behaviour.
     pub fn set_default_extension_behavior(&self, behavior: ExtensionBehavior) {
         self.inner.world().default_behavior = behavior;
+    }
+
+    /// Re-decides how the operations still in progress on a machine end (e.g. a `Stuck` one that
+    /// Azure finally completes or times out): they end with `behavior` at their next observation.
+    /// Returns how many operations were changed.
+    pub fn resolve_operations(
+        &self,
+        machine_id: &str,
+        behavior: &ExtensionBehavior,
+    ) -> Result<usize, Error> {
+        let key = machine_key(machine_id)?;
+        let mut w = self.inner.world();
+        let mut n = 0;
+        for op in w.operations.values_mut() {
+            if op.machine == key && op.status == crate::state::OpStatus::InProgress {
+                op.behavior = behavior.clone();
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Places an extension directly (no LRO), e.g. one installed by hand before the operator.

@@ -15,8 +15,8 @@ use std::{
     collections::BTreeSet,
     fs,
     io::Write,
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    path::PathBuf,
+    process::{Output, Stdio},
     time::{Duration, Instant},
 };
 
@@ -25,57 +25,38 @@ use azure_emulator::{
 };
 use k8s_openapi::{
     api::{
-        authentication::v1::{TokenRequest, TokenRequestSpec},
         authorization::v1::{
             ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
         },
         coordination::v1::Lease,
-        core::v1::{Namespace, Pod, ServiceAccount},
+        core::v1::{Namespace, Pod},
     },
     jiff::Timestamp,
 };
 use kube::{
-    Api, Client, Config,
-    api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
-    discovery::ApiResource,
+    Api, Client,
+    api::{DynamicObject, Patch, PatchParams, PostParams},
 };
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 
-use crate::support::{self, azure as az, repo_root};
+use crate::support::{
+    self, azure as az, dynamic_api,
+    operator::{self, Operator, OperatorSpec, client_from, token_kubeconfig, wait_ready},
+    repo_root,
+};
 
 const CHART: &str = "charts/guest-attestation-operator";
-const OPERATOR: &str = env!("CARGO_BIN_EXE_guest-attestation-operator");
 
 // ---------------------------------------------------------------------------------------------
 // tools
 
 fn helm(args: &[&str]) -> Output {
-    let env = support::env();
-    let home = std::env::temp_dir().join(format!("gao-helm-{}", std::process::id()));
-    Command::new(env.bin_dir.join("helm"))
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(env.kubeconfig())
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .current_dir(repo_root())
-        .output()
-        .expect("run helm")
+    operator::helm(support::env(), args)
 }
 
 fn helm_ok(args: &[&str]) -> String {
-    let out = helm(args);
-    assert!(
-        out.status.success(),
-        "helm {}: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    operator::helm_ok(support::env(), args)
 }
 
 /// kubectl (admin) with `input` on stdin.
@@ -400,128 +381,30 @@ fn sets_contain(sets: &[&str], key: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // the operator binary with the chart's identity
 
-/// One operator process; killed (SIGKILL) when dropped.
-struct Operator {
-    identity: String,
-    port: u16,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Operator {
-    fn start(run: &Run, name: &str) -> Self {
-        let identity = format!("{name}-{}", run.suffix);
-        let port = free_port();
-        let log = run.dir.join(format!("{identity}.log"));
-        let file = fs::File::create(&log).unwrap();
-        let child = Command::new(OPERATOR)
-            .arg("--kubeconfig")
-            .arg(&run.kubeconfig)
-            .args(["--namespace", &run.ns])
-            .args(["--lease-namespace", &run.ns])
-            .args(["--lease-name", &run.lease])
-            .args(["--identity", &identity])
-            .args(["--http-bind-address", &format!("127.0.0.1:{port}")])
-            .args(["--azure-endpoint", &run.emu.endpoint()])
-            .arg("--extra-ca-file")
-            .arg(&run.ca)
-            .args(["--log-format", "json", "--log-level", "info"])
-            .args(["--shutdown-timeout", "10s", "--crd-timeout", "30s"])
+/// The operator processes of one run.
+fn operator_spec(run: &Run) -> OperatorSpec {
+    OperatorSpec {
+        kubeconfig: run.kubeconfig.clone(),
+        namespaces: vec![run.ns.clone()],
+        lease_ns: run.ns.clone(),
+        lease: run.lease.clone(),
+        azure_endpoint: run.emu.endpoint(),
+        ca: run.ca.clone(),
+        dir: run.dir.clone(),
+        suffix: run.suffix.clone(),
+        extra_args: [
+            "--shutdown-timeout",
+            "10s",
+            "--crd-timeout",
+            "30s",
             // The examples refresh every 30m; scaled to 3.6 s so a VM that had not reported yet is
             // read again soon.
-            .args(["--interval-scale", "0.002"])
-            // The operator's own identity is never used here (every example has credentialsRef).
-            .env_remove("KUBECONFIG")
-            .env_remove("AZURE_CLIENT_SECRET")
-            .env_remove("AZURE_FEDERATED_TOKEN_FILE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("start the operator binary");
-        Operator {
-            identity,
-            port,
-            log,
-            child: Some(child),
-        }
+            "--interval-scale",
+            "0.002",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
     }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-
-    /// Waits for the process to exit; its exit code.
-    async fn exited(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit within {within:?}; log:\n{}",
-                self.identity,
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(self.port, path).await
-    }
-}
-
-/// A minimal HTTP/1.0 GET on loopback: (status, body).
-async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_owned())
-        .unwrap_or_default();
-    Some((code, body))
 }
 
 /// What one end-to-end run shares.
@@ -615,44 +498,6 @@ async fn emulator() -> Emulator {
     emu
 }
 
-/// A kubeconfig holding `token` for the test apiserver.
-fn token_kubeconfig(path: &Path, ns: &str, token: &str) {
-    let admin = Kubeconfig::read_from(support::env().kubeconfig()).unwrap();
-    let cluster = admin.clusters[0].cluster.as_ref().unwrap();
-    let doc = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "testenv", "cluster": {
-            "server": cluster.server,
-            "certificate-authority-data": cluster.certificate_authority_data}}],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "testenv", "user": "operator", "namespace": ns}}],
-        "current-context": "operator",
-    });
-    fs::write(path, serde_yaml::to_string(&doc).unwrap()).unwrap();
-}
-
-async fn client_from(path: &Path) -> Client {
-    let kc = Kubeconfig::read_from(path).unwrap();
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
-}
-
-fn dynamic_api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("guestattestation.dev", "v1alpha1", kind);
-    let plural = match kind {
-        "AttestationProvider" => "attestationproviders",
-        "GuestAttestationExtension" => "guestattestationextensions",
-        _ => "attestationstatuses",
-    };
-    Api::namespaced_with(
-        client.clone(),
-        ns,
-        &ApiResource::from_gvk_with_plural(&gvk, plural),
-    )
-}
-
 fn ready_status(o: &DynamicObject) -> Option<String> {
     o.data["status"]["conditions"]
         .as_array()?
@@ -707,24 +552,6 @@ async fn wait_holder(client: &Client, run: &Run, who: &str, timeout: Duration) -
         assert!(
             start.elapsed() < timeout,
             "{who} did not hold the Lease within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_ready(op: &Operator, body: &str, timeout: Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some((200, b)) = op.get("/readyz").await
-            && b.trim() == body
-        {
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "{} not ready ({body}) within {timeout:?}; log:\n{}",
-            op.identity,
-            op.log_text()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -1074,27 +901,9 @@ async fn operator_binary_runs_with_the_charts_rbac_and_hands_over_its_lease() {
     assert!(out.contains("deployed"), "{out}");
 
     // A TokenRequest token (empty audiences) of the chart's ServiceAccount.
-    let token = Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
-        .create_token_request(
-            &fullname,
-            &PostParams::default(),
-            &TokenRequest {
-                spec: Some(TokenRequestSpec {
-                    audiences: None,
-                    expiration_seconds: Some(3600),
-                    ..TokenRequestSpec::default()
-                }),
-                ..TokenRequest::default()
-            },
-        )
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token
-        .unwrap();
+    let token = operator::service_account_token(&admin, &ns, &fullname).await;
     let kubeconfig = dir.join("operator.kubeconfig");
-    token_kubeconfig(&kubeconfig, &ns, &token);
+    token_kubeconfig(env, &kubeconfig, &ns, &token);
     let sa = client_from(&kubeconfig).await;
 
     let emu = emulator().await;
@@ -1155,9 +964,9 @@ async fn operator_binary_runs_with_the_charts_rbac_and_hands_over_its_lease() {
     );
 
     // Replica A leads; replica B stands by.
-    let mut a = Operator::start(&run, "op-a");
+    let mut a = Operator::start(&operator_spec(&run), "op-a");
     wait_holder(&admin, &run, &a.identity, Duration::from_secs(60)).await;
-    let mut b = Operator::start(&run, "op-b");
+    let mut b = Operator::start(&operator_spec(&run), "op-b");
     wait_ready(&b, "standby", Duration::from_secs(60)).await;
 
     // Every example reaches Ready with exactly the chart's RBAC (and the AttestationStatus the
@@ -1330,7 +1139,7 @@ async fn operator_binary_runs_with_the_charts_rbac_and_hands_over_its_lease() {
     assert!(a.log_text().contains("released the Lease"));
 
     // SIGKILL the new leader with C standing by: C takes over within lease duration + retry.
-    let mut c = Operator::start(&run, "op-c");
+    let mut c = Operator::start(&operator_spec(&run), "op-c");
     wait_ready(&c, "standby", Duration::from_secs(60)).await;
     let t_kill = Instant::now();
     b.signal("KILL");

@@ -6,8 +6,10 @@ mod attestation_status;
 #[allow(dead_code)] // each test target uses part of the table
 #[path = "../support/cases.rs"]
 mod cases;
+mod chaos;
 mod chart;
 mod crds;
 mod extension;
 mod provider;
+mod security;
 mod support;

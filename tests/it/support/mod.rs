@@ -6,6 +6,7 @@
 //! never skipped: if it cannot start, the test fails and says how to build it.
 
 pub mod azure;
+pub mod operator;
 
 use std::{
     io::{BufRead, BufReader},
@@ -18,8 +19,9 @@ use std::{
 use k8s_openapi::api::{core::v1::Namespace, events::v1::Event};
 use kube::{
     Api, Client, Config,
-    api::{ListParams, PostParams},
+    api::{DynamicObject, GroupVersionKind, ListParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
+    discovery::ApiResource,
 };
 
 /// The shared control plane.
@@ -51,7 +53,8 @@ pub fn env() -> &'static TestEnv {
         let (dir, child) = if let Some(dir) = std::env::var_os("TESTENV_DIR") {
             (PathBuf::from(dir), None)
         } else {
-            let (dir, child) = start(&bin_dir);
+            let dir = std::env::temp_dir().join(format!("gao-testenv-{}", std::process::id()));
+            let (dir, child) = start(&bin_dir, &dir);
             (dir, Some(Mutex::new(child)))
         };
         let env = TestEnv {
@@ -87,12 +90,11 @@ fn bin_dir() -> PathBuf {
     PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
 }
 
-fn start(bin_dir: &Path) -> (PathBuf, Child) {
+fn start(bin_dir: &Path, dir: &Path) -> (PathBuf, Child) {
     let testenv = bin_dir.join("testenv");
-    let dir = std::env::temp_dir().join(format!("gao-testenv-{}", std::process::id()));
     let mut child = Command::new(&testenv)
         .args(["up", "--audit", "--exit-on-stdin-eof", "--dir"])
-        .arg(&dir)
+        .arg(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -112,11 +114,46 @@ fn start(bin_dir: &Path) -> (PathBuf, Child) {
         panic!("testenv did not become ready ({e}): {line:?}; see its logs above")
     });
     assert_eq!(ready["ready"], true, "testenv: {line}");
-    let dir = ready["dir"].as_str().map_or(dir, PathBuf::from);
+    let dir = ready["dir"]
+        .as_str()
+        .map_or_else(|| dir.to_owned(), PathBuf::from);
     (dir, child)
 }
 
 impl TestEnv {
+    /// A control plane of its own (not the shared one), for a test that disturbs it, e.g.
+    /// restarts its API server; stopped when dropped. The CRDs are installed.
+    #[allow(dead_code)] // used by the fault schedules
+    pub fn private(name: &str) -> TestEnv {
+        let _ = env(); // the shared set-up (crypto provider, logs) and the binaries it checked
+        let bin_dir = bin_dir();
+        let dir = std::env::temp_dir().join(format!("gao-testenv-{name}-{}", std::process::id()));
+        let (dir, child) = start(&bin_dir, &dir);
+        let env = TestEnv {
+            dir,
+            bin_dir,
+            _child: Some(Mutex::new(child)),
+        };
+        env.install_crds();
+        env
+    }
+
+    /// Restarts the API server of this control plane (same port, PKI and etcd data) with
+    /// `testenv restart-apiserver`, returning once it is ready again.
+    #[allow(dead_code)] // used by the fault schedules
+    pub fn restart_apiserver(&self) {
+        let out = Command::new(self.bin_dir.join("testenv"))
+            .args(["restart-apiserver", "--dir"])
+            .arg(&self.dir)
+            .output()
+            .expect("run testenv restart-apiserver");
+        assert!(
+            out.status.success(),
+            "testenv restart-apiserver: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The admin kubeconfig.
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.join("admin.kubeconfig")
@@ -280,4 +317,19 @@ pub async fn wait_event(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// An API for one of the operator's kinds in `ns`, as untyped objects.
+pub fn dynamic_api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("guestattestation.dev", "v1alpha1", kind);
+    let plural = match kind {
+        "AttestationProvider" => "attestationproviders",
+        "GuestAttestationExtension" => "guestattestationextensions",
+        _ => "attestationstatuses",
+    };
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
 }

@@ -7,6 +7,7 @@
 //	testenv up    [--dir DIR] [--port N] [--bin-dir D] [--timeout 120s] [--audit] [--keep] [--exit-on-stdin-eof]
 //	testenv token --dir DIR -n NAMESPACE --sa NAME [--duration 1h] [--out FILE]
 //	testenv down  --dir DIR [--timeout 30s]
+//	testenv restart-apiserver --dir DIR [--timeout 120s]
 //
 // Only `up` writes to standard output: one JSON line once the apiserver is ready. Diagnostics go to stderr.
 package main
@@ -73,6 +74,7 @@ const (
 	fileEnv             = "env"
 	fileReady           = "ready"
 	filePID             = "testenv.pid"
+	fileRestarts        = "apiserver-restarts"
 	dirCert             = "pki"
 	dirEtcd             = "etcd"
 	dirLogs             = "logs"
@@ -81,7 +83,7 @@ const (
 var ownedEntries = []string{
 	fileCACert, fileCAKey, fileServerCert, fileServerKey, fileAdminCert, fileAdminKey, fileSAKey, fileTokens,
 	fileAuditPolicy, fileAuditLog, fileAdminKubeconfig, fileTokenKubeconfig, fileEnv, fileReady, filePID,
-	dirCert, dirEtcd, dirLogs,
+	fileRestarts, dirCert, dirEtcd, dirLogs,
 }
 
 // Logs every request except health and version probes, at level Metadata: verb, resource, subresource,
@@ -124,6 +126,8 @@ func main() {
 		err = runToken(args)
 	case "down":
 		err = runDown(args)
+	case "restart-apiserver":
+		err = runRestartAPIServer(args)
 	case "help", "-h", "--help":
 		usage()
 		return
@@ -143,6 +147,7 @@ func usage() {
   testenv up    [--dir DIR] [--port N] [--bin-dir D] [--timeout 120s] [--audit] [--keep] [--exit-on-stdin-eof]
   testenv token --dir DIR -n NAMESPACE --sa NAME [--duration 1h] [--out FILE]
   testenv down  --dir DIR [--timeout 30s]
+  testenv restart-apiserver --dir DIR [--timeout 120s]
 Run "testenv COMMAND -h" for the flags of one command.
 `)
 }
@@ -207,6 +212,8 @@ type testEnv struct {
 
 	apiPort, etcdPort, etcdPeerPort int
 	etcd, apiserver                 *child
+	restarts                        int            // apiserver restarts done by restart-apiserver
+	restartSignal                   chan os.Signal // SIGUSR1: restart the apiserver
 }
 
 func runUp(args []string) error {
@@ -222,6 +229,10 @@ func runUp(args []string) error {
 	if err != nil {
 		return err
 	}
+	// Registered before anything starts: SIGUSR1's default action would end testenv.
+	env.restartSignal = make(chan os.Signal, 1)
+	signal.Notify(env.restartSignal, syscall.SIGUSR1)
+	defer signal.Stop(env.restartSignal)
 	// Deferred calls run last-in first-out: children stop before their files are removed.
 	defer env.removeFiles()
 	defer env.stopChildren()
@@ -649,8 +660,14 @@ type child struct {
 // which then stops the children in order, and so that stopping reaches anything the child spawned.
 // It must run on the main goroutine (see init).
 func startChild(name, bin string, args, env []string, logDir string) (*child, error) {
+	return startChildLog(name, bin, args, env, logDir, os.O_TRUNC)
+}
+
+// startChildLog is startChild with the log file's open mode: os.O_TRUNC for a first start, os.O_APPEND for
+// a restart that keeps the earlier output.
+func startChildLog(name, bin string, args, env []string, logDir string, mode int) (*child, error) {
 	c := &child{name: name, logPath: filepath.Join(logDir, name+".log"), done: make(chan struct{})}
-	logFile, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	logFile, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|mode, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -842,19 +859,71 @@ func (e *testEnv) publish() error {
 }
 
 // serve waits until testenv is asked to stop (a nil error) or a child dies (an error with its log tail).
+// SIGUSR1 (sent by `testenv restart-apiserver`) restarts the apiserver on the same port, PKI and etcd.
 func (e *testEnv) serve(ctx context.Context) error {
-	var died *child
-	select {
-	case <-ctx.Done():
-		logf("stopping: %v", context.Cause(ctx))
-		return nil
-	case <-e.etcd.done:
-		died = e.etcd
-	case <-e.apiserver.done:
-		died = e.apiserver
+	for {
+		var died *child
+		select {
+		case <-ctx.Done():
+			logf("stopping: %v", context.Cause(ctx))
+			return nil
+		case <-e.etcd.done:
+			died = e.etcd
+		case <-e.apiserver.done:
+			died = e.apiserver
+		case <-e.restartSignal:
+			// Restarts run here, on the main goroutine, like every start (see init).
+			if err := e.restartAPIServer(ctx); err != nil {
+				if e.apiserver != nil {
+					printLogTail(e.apiserver)
+				}
+				return err
+			}
+			continue
+		}
+		printLogTail(died)
+		return fmt.Errorf("%s exited unexpectedly (%v)", died.name, died.err)
 	}
-	printLogTail(died)
-	return fmt.Errorf("%s exited unexpectedly (%v)", died.name, died.err)
+}
+
+// restartAPIServer stops the apiserver (SIGTERM, then SIGKILL after stopGrace), starts it again with the
+// same arguments (same port, PKI, tokens and etcd, whose data is kept), waits for /readyz and then counts
+// the restart in DIR/apiserver-restarts. DIR/ready is absent while the apiserver is down.
+func (e *testEnv) restartAPIServer(ctx context.Context) error {
+	began := time.Now()
+	_ = os.Remove(e.path(fileReady))
+	e.apiserver.stop()
+	logf("kube-apiserver stopped for a restart after %s", time.Since(began).Round(time.Millisecond))
+	client, err := e.adminHTTPClient()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.opts.timeout)
+	defer cancel()
+	var started *child
+	for attempt := 1; ; attempt++ {
+		started, err = startChildLog("kube-apiserver", e.apiserverBin, e.apiserverArgs(), os.Environ(),
+			e.path(dirLogs), os.O_APPEND)
+		if err != nil {
+			return err
+		}
+		e.apiserver = started
+		err = waitReady(ctx, started, client, e.server()+"/readyz?verbose")
+		// The old process may hold the port for a moment after it exited.
+		if err == nil || !errors.Is(err, errPortInUse) || attempt == startAttempts {
+			break
+		}
+		logf("%v; retrying the restart", err)
+	}
+	if err != nil {
+		return fmt.Errorf("restarting kube-apiserver: %w", err)
+	}
+	e.restarts++
+	logf("kube-apiserver restarted (#%d) at %s in %s", e.restarts, e.server(), time.Since(began).Round(time.Millisecond))
+	if err := writeFileAtomic(e.path(fileRestarts), []byte(strconv.Itoa(e.restarts)+"\n"), 0o644); err != nil {
+		return err
+	}
+	return writeFileAtomic(e.path(fileReady), nil, 0o644)
 }
 
 type fileSpec struct {
@@ -1091,6 +1160,49 @@ func runDown(args []string) error {
 			return fmt.Errorf("testenv up (pid %d) still runs %s after SIGTERM", pid, timeout)
 		}
 	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// restart-apiserver
+
+// runRestartAPIServer asks the `up` running in DIR to restart its kube-apiserver (SIGUSR1) and waits until
+// the restarted apiserver is ready, i.e. until DIR/apiserver-restarts counts one more restart.
+func runRestartAPIServer(args []string) error {
+	var dir string
+	var timeout time.Duration
+	fs := flag.NewFlagSet("restart-apiserver", flag.ExitOnError)
+	fs.StringVar(&dir, "dir", "", "state directory of the running testenv up (required)")
+	fs.DurationVar(&timeout, "timeout", 120*time.Second, "how long to wait for the restarted apiserver")
+	parseFlags(fs, args)
+	if dir == "" {
+		fmt.Fprintln(os.Stderr, "testenv restart-apiserver: --dir is required")
+		fs.Usage()
+		os.Exit(2)
+	}
+	pid := runningUp(dir)
+	if pid == 0 {
+		return fmt.Errorf("no running testenv up in %s", dir)
+	}
+	restarts := func() int {
+		data, _ := os.ReadFile(filepath.Join(dir, fileRestarts))
+		n, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		return n
+	}
+	before := restarts()
+	began := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		return fmt.Errorf("signalling testenv up (pid %d): %w", pid, err)
+	}
+	for deadline := time.Now().Add(timeout); restarts() <= before; time.Sleep(100 * time.Millisecond) {
+		if !isTestenvUp(pid) {
+			return fmt.Errorf("testenv up (pid %d) exited during the restart; see its output", pid)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kube-apiserver not restarted within %s", timeout)
+		}
+	}
+	logf("kube-apiserver restarted and ready after %s", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 
