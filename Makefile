@@ -71,8 +71,23 @@ test: ## All tests, against a real control plane started once for the run
 	scripts/with-control-plane.sh $(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 
+.PHONY: test-properties
+test-properties: ## Property tests of the parsers and decoders that take hostile input (no cluster needed)
+	$(CARGO) test --test properties
+
+FUZZ_TARGETS := timestamp arm_id settings policy jws arm_json
+FUZZ_SECONDS ?= 60
+
+.PHONY: fuzz-check
+fuzz-check: ## Build the fuzz targets (fuzz/) on stable, without running them
+	$(CARGO) check --manifest-path fuzz/Cargo.toml --bins
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZ_SECONDS (needs nightly and cargo-fuzz: cargo install cargo-fuzz)
+	for t in $(FUZZ_TARGETS); do $(CARGO) +nightly fuzz run "$$t" -- -max_total_time=$(FUZZ_SECONDS); done
+
 .PHONY: ci
-ci: lint test demo-check ## What .ci/run runs
+ci: lint test demo-check bench-ci fuzz-check ## What .ci/run runs
 
 .PHONY: demo
 demo: ## The whole story locally: control plane, Azure emulator, chart, operator, examples (make demo-down stops it)
@@ -91,5 +106,21 @@ bench: ## Fleet benchmark (issue 10): N = 1,000, 5,000, 10,000; results in bench
 	BENCH_MAKE_TARGET=bench scripts/bench.sh 1000 5000 10000
 
 .PHONY: bench-quick
-bench-quick: ## The fleet benchmark at N = 100 (under 3 minutes; CI keeps the harness alive with it)
+bench-quick: ## The fleet benchmark at N = 100 (a few minutes; results in bench/results/)
 	BENCH_MAKE_TARGET=bench-quick BENCH_REFRESH=$${BENCH_REFRESH:-30} BENCH_K=$${BENCH_K:-2} scripts/bench.sh 100
+
+.PHONY: bench-ci
+bench-ci: ## bench-quick on the debug build with results in a scratch dir; fails if the fleet does not converge or writes in steady state
+	BENCH_PROFILE=debug BENCH_STRICT=1 BENCH_RESULTS="$$(mktemp -d)" $(MAKE) --no-print-directory bench-quick
+
+.PHONY: chaos
+chaos: ## Many fault schedules (CHAOS_SCHEDULES=50, CHAOS_RESTART_SCHEDULES=5, new seed or CHAOS_SEED); prints the totals
+	@summary="$$(mktemp)"; seed="$${CHAOS_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"; rc=0; \
+	echo "chaos: base seed $$seed (rerun with CHAOS_SEED=$$seed)"; \
+	CHAOS_SEED="$$seed" CHAOS_SCHEDULES="$${CHAOS_SCHEDULES:-50}" CHAOS_RESTART_SCHEDULES="$${CHAOS_RESTART_SCHEDULES:-5}" \
+	  CHAOS_SUMMARY_FILE="$$summary" scripts/with-control-plane.sh \
+	  $(CARGO) test --test it chaos:: -- --nocapture --test-threads=1 || rc=$$?; \
+	awk 'function v(k,  s) { if (match($$0, "\"" k "\":[0-9]+")) { s = substr($$0, RSTART, RLENGTH); sub(/.*:/, "", s); return s + 0 } return 0 } \
+	  { n += v("schedules"); f += v("faults"); r += v("faultedRequests"); o += v("objects"); x += v("violations"); t += v("seconds") } \
+	  END { printf "chaos: %d schedules ran, %d faults injected (%d Azure requests shaped by faults), %d objects checked, %d violations, %d s\n", n, f, r, o, x, t }' "$$summary"; \
+	rm -f "$$summary"; exit $$rc

@@ -94,11 +94,12 @@ get() { awk -v k="$2" '$1 == k { $1 = ""; sub(/^ /, ""); print; exit }' "$1"; }
   echo "Runs:"
   echo
   for f in "${files[@]}"; do
-    printf -- '* N = %s: %s, commit `%s`%s, %s CPUs, %s KiB memory, %s build; refresh interval %s s (interval scale %s), window %s intervals, %s crossers; command `%s`\n' \
+    printf -- '* N = %s: %s, commit `%s`%s, %s CPUs, %s KiB memory, %s build; refresh interval %s s (interval scale %s), effective interval %s s (fleet floor %s s), window %s intervals, %s crossers; command `%s`\n' \
       "$(get "$f.flat" n)" "$(get "$f.flat" date)" "$(get "$f.flat" commit)" \
       "$( [ "$(get "$f.flat" dirty)" = true ] && echo ' (with uncommitted changes)')" \
       "$(get "$f.flat" machine.nproc)" "$(get "$f.flat" machine.mem_total_kib)" "$(get "$f.flat" machine.profile)" \
       "$(get "$f.flat" setup.refresh_interval_s)" "$(get "$f.flat" setup.interval_scale)" \
+      "$(get "$f.flat" setup.effective_interval_s)" "$(get "$f.flat" setup.fleet_floor_s)" \
       "$(get "$f.flat" setup.window_intervals)" "$(get "$f.flat" setup.crossers)" "$(get "$f.flat" command)"
   done
 } > "$dir/README.md"

@@ -16,22 +16,22 @@ use crate::crd::{DeletionPolicy, ManagementPolicy};
 /// one GET per VM per drift interval), matching AttestationStatus's default refresh interval.
 pub const DRIFT_INTERVAL: Duration = Duration::from_secs(30 * 60);
 
-/// How long the machine, VM instance and cluster read by a full look are reused by drift checks
-/// of a settled extension (12 drift intervals). Their changes that matter to a deployed extension
-/// (endpoints of a provider, the spec) trigger a full look at once; the rest (a VM's security
-/// profile, the cluster's endpoints) shows within this bound, and in AttestationStatus sooner.
+/// How long the machine, VM instance and cluster read by a full look are reused by later looks
+/// while the prerequisites hold (12 drift intervals). Changes that matter at once (the spec, a
+/// provider's endpoint) trigger a full look; the rest (a VM's security profile, the cluster's
+/// endpoints) shows within this bound, and in AttestationStatus sooner.
 pub const FULL_LOOK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 
 /// Whether the next look reads the machine, VM instance and cluster again, or reuses those of
-/// the full look at `last_full`: reused only while the extension is settled (`steady`: in sync,
-/// nothing in flight, nothing to write) and for at most `interval`.
+/// the full look at `last_full` (`reusable`: kept because every prerequisite held), for at most
+/// `interval`.
 pub fn full_look_due(
     last_full: Option<Timestamp>,
-    steady: bool,
+    reusable: bool,
     now: Timestamp,
     interval: Duration,
 ) -> bool {
-    !steady || last_full.is_none_or(|t| after(t, interval) <= now)
+    !reusable || last_full.is_none_or(|t| after(t, interval) <= now)
 }
 
 /// How often an operation that is not ours (no handle in memory) is followed through the
@@ -263,7 +263,10 @@ mod tests {
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let six_h = FULL_LOOK_INTERVAL;
         assert!(full_look_due(None, true, t0, six_h), "nothing known");
-        assert!(full_look_due(Some(t0), false, t0, six_h), "not settled");
+        assert!(
+            full_look_due(Some(t0), false, t0, six_h),
+            "prerequisites unmet"
+        );
         assert!(!full_look_due(
             Some(t0),
             true,

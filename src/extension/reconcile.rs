@@ -8,7 +8,7 @@
 //!    in flight is due for a poll, and every `DRIFT_INTERVAL`; the reconcile that our own status
 //!    write triggers finds nothing due and only checks the owned AttestationStatus.
 //! 4. `observe::read` — machine, VM instance, cluster (reused from the last full look while the
-//!    extension is settled: `plan::full_look_due`), one poll of the operation, extension.
+//!    prerequisites hold: `plan::full_look_due`), one poll of the operation, extension.
 //! 5. `desired::target` + `compare` + `plan` (pure) — what to write, if anything.
 //! 6. `put` — the PUT; its operation handle is kept in memory and polled at the next due
 //!    reconcile after Azure's Retry-After (no reconcile ever waits on Azure).
@@ -85,8 +85,8 @@ pub struct Memory {
     pub read_failures: u32,
     /// The AttestationStatus conflict already reported.
     pub conflict_reported: Option<String>,
-    /// The machine, VM and endpoints of the last full look and its time, kept only while the
-    /// extension is settled, so drift checks read the extension alone.
+    /// The machine, VM and endpoints of the last full look and its time, kept while the
+    /// prerequisites hold, so drift checks and operation polls read the extension alone.
     pub surroundings: Option<(observe::Surroundings, Timestamp)>,
 }
 
@@ -361,9 +361,9 @@ async fn apply<C: AzureClients>(
     Ok(Action::requeue(until(Some(step.next_check), now)))
 }
 
-/// The surroundings to reuse at the next drift check: only when the extension is settled (the
-/// plan writes nothing, prerequisites hold, Azure matches, nothing is in flight), timed from the
-/// last full look.
+/// The surroundings to reuse at the next look: kept while every prerequisite holds (so
+/// following an operation, redeploying or repairing costs the extension reads alone), timed
+/// from the last full look; dropped when something is unmet, so a fix is seen at the next look.
 fn keep_surroundings(
     step: &Step,
     memory: &Memory,
@@ -371,16 +371,12 @@ fn keep_surroundings(
     full: bool,
     now: Timestamp,
 ) -> Option<(Surroundings, Timestamp)> {
-    let settled = step.plan == Plan::Nothing
-        && step.desired.is_some()
-        && step.assessment.in_sync()
-        && memory.op.is_none();
     let since = if full {
         Some(now)
     } else {
         memory.surroundings.as_ref().map(|(_, t)| *t)
     };
-    settled.then_some(()).and(since).map(|t| (around, t))
+    step.desired.as_ref().and(since).map(|t| (around, t))
 }
 
 /// Resolves where the settings come from; only Kubernetes errors end the reconcile.
