@@ -28,15 +28,6 @@ pub struct FailureLabels {
     pub reason: &'static str,
 }
 
-/// Labels of the VM health gauge.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HealthLabels {
-    /// Healthy, Unhealthy or Unknown.
-    pub health: &'static str,
-    /// The status reason.
-    pub reason: &'static str,
-}
-
 /// Labels of health transitions.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransitionLabels {
@@ -87,8 +78,6 @@ pub struct Metrics {
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
     /// Reconciles in flight.
     pub reconcile_in_flight: Family<ControllerLabels, Gauge>,
-    /// VMs by health and reason.
-    pub vms: Family<HealthLabels, Gauge>,
     /// Health transitions.
     pub health_transitions: Family<TransitionLabels, Counter>,
     /// Status writes skipped because nothing changed.
@@ -127,7 +116,6 @@ impl Metrics {
             reconcile_failures: Family::default(),
             reconcile_duration: Family::new_with_constructor(latency_histogram),
             reconcile_in_flight: Family::default(),
-            vms: Family::default(),
             health_transitions: Family::default(),
             status_writes_skipped: Family::default(),
             status_writes: Family::default(),
@@ -158,7 +146,6 @@ impl Metrics {
             "Reconciles in flight",
             m.reconcile_in_flight.clone(),
         );
-        registry.register("vms", "VMs by attestation health and reason", m.vms.clone());
         registry.register(
             "health_transitions",
             "VM health transitions",
@@ -283,12 +270,6 @@ mod tests {
     fn encodes_with_prefix_and_bounded_labels() {
         let m = Arc::new(Metrics::new());
         drop(m.reconcile("attestationstatus"));
-        m.vms
-            .get_or_create(&HealthLabels {
-                health: "Healthy",
-                reason: "Attested",
-            })
-            .set(3);
         let text = m.encode();
         assert!(
             text.contains(
@@ -296,10 +277,8 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(
-            text.contains("guest_attestation_vms{health=\"Healthy\",reason=\"Attested\"} 3"),
-            "{text}"
-        );
+        // VMs by health come from the object store (runtime::status_metrics), not from here.
+        assert!(!text.contains("guest_attestation_vms"), "{text}");
         assert!(
             text.contains(
                 "guest_attestation_reconcile_in_flight{controller=\"attestationstatus\"} 0"

@@ -30,7 +30,7 @@ use super::schedule;
 use crate::azure::{AzureApi, AzureClients, Error as AzureError, MachineId};
 use crate::controller::{Context, Error, azure_reason, duration};
 use crate::crd::{AttestationStatus, AttestationStatusStatus, Health};
-use crate::metrics::{HealthLabels, TransitionLabels};
+use crate::metrics::TransitionLabels;
 
 const CONTROLLER: &str = "attestationstatus";
 
@@ -440,21 +440,7 @@ async fn report_transition<C: AzureClients>(
             to: name(new.health),
         })
         .inc();
-    if let Some(reason) = old_reason.as_deref() {
-        let from = HealthLabels {
-            health: name(old_health),
-            reason: static_reason(reason),
-        };
-        ctx.metrics.vms.get_or_create(&from).dec();
-    }
     let reason = new.reason.clone().unwrap_or_default();
-    ctx.metrics
-        .vms
-        .get_or_create(&HealthLabels {
-            health: name(new.health),
-            reason: static_reason(&reason),
-        })
-        .inc();
     let type_ = if new.health == Some(Health::Healthy) {
         EventType::Normal
     } else {
@@ -506,30 +492,6 @@ fn record_attested_time<C: AzureClients>(
             ctx.metrics.vm_attested_time.remove(&labels);
         }
     }
-}
-
-/// Reasons as static strings (metric labels must be bounded).
-fn static_reason(reason: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "Attested",
-        "SecureBootDisabled",
-        "TpmDisabled",
-        "BootIntegrityNotValidated",
-        "CertificateNotValidated",
-        "AzureReportsUnhealthy",
-        "AzureReportsUnknown",
-        "Stale",
-        "NotReported",
-        "StatusUnavailable",
-        "InvalidTimestamp",
-        "VmNotFound",
-        "InvalidSpec",
-    ];
-    KNOWN
-        .iter()
-        .find(|k| **k == reason)
-        .copied()
-        .unwrap_or("Other")
 }
 
 /// Failed reconciles (Kubernetes errors, timeouts) back off per object: 5 s × 2ⁿ, capped at 5 min.
@@ -659,11 +621,5 @@ mod tests {
             next_poll_at(&m, Duration::from_secs(1800), "u"),
             Some(ts("2026-01-01T00:00:10Z"))
         );
-    }
-
-    #[test]
-    fn reasons_are_bounded_labels() {
-        assert_eq!(static_reason("Stale"), "Stale");
-        assert_eq!(static_reason("anything else"), "Other");
     }
 }
