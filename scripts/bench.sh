@@ -12,7 +12,7 @@
 #   BENCH_METRICS_PORT=18544  operator /metrics port
 #   BENCH_REFRESH=S           scaled refresh interval in seconds (default 30);
 #                             --interval-scale = S / 1800 (refreshInterval defaults to 30m). The
-#                             operator raises it to the fleet's floor, 2N x 1.25 / 12 s (T6); the
+#                             operator raises it to the fleet's floor, 2N x 1.25 / 6 s (T6); the
 #                             window and the per-interval figures use the effective interval.
 #   BENCH_K=2                 steady-state window, in refresh intervals
 #   BENCH_COLD_EST=S          expected cold start in seconds, to place the 8-hour crossings
@@ -150,7 +150,7 @@ run_one() {
   local refresh="${BENCH_REFRESH:-30}"
   local scale; scale="$(awk -v r="$refresh" 'BEGIN { printf "%.6f", r / 1800 }')"
   # The operator's floor for 2N objects (src/controller/fleet.rs), to place the crossings.
-  local floor_est; floor_est="$(awk -v n="$n" 'BEGIN { printf "%d", 2 * n * 1.25 / 12 + 0.999 }')"
+  local floor_est; floor_est="$(awk -v n="$n" 'BEGIN { printf "%d", 2 * n * 1.25 / 6 + 0.999 }')"
   local interval_est=$(( refresh > floor_est ? refresh : floor_est ))
   local cold_est="${BENCH_COLD_EST:-$(( 30 + 2 * n / 3 ))}"
   local m="${BENCH_CROSSERS:-$(( n / 10 ))}"; (( m < 5 )) && m=5; (( m > 200 )) && m=200; (( m > n )) && m=$n
@@ -219,7 +219,7 @@ run_one() {
 
   # Cold start: until every GAE is Ready and every ATS has assessed its VM (a crosser that
   # crossed early is Unknown/Stale, not Ready, and that is the right answer).
-  local cold_timeout=$(( 120 + n ))
+  local cold_timeout=$(( 120 + 2 * n ))
   local gae_ready=0 ats_ready=0 t_gae="" t_ready=""
   while :; do
     kill -0 "$opid" 2>/dev/null || { log "the operator exited; see $w/operator.log"; tail -5 "$w/operator.log" >&2; return 1; }
