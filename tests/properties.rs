@@ -27,9 +27,9 @@ use guest_attestation_operator::attestation_status::timestamp;
 use guest_attestation_operator::azure::{
     AttestationProvider, Cluster, ClusterId, Error, HealthStatus, JsonWebKeySet, Machine,
     MachineExtension, MachineExtensionSpec, MachineExtensionSpecProperties, MachineId,
-    PolicySigner, PowerState, ProviderId, ProvisioningState, ResourceId, SecurityProfile,
-    SecurityType, Service, Toggle, TrustModel, VmAttestationStatus, VmInstance, check_claims,
-    decode_policy_jws, parse_jwt, unsigned_policy_jws, verify_jwt,
+    PolicySigner, PowerState, ProviderId, ProvisioningState, ResourceId, SecurityType, Service,
+    Toggle, TrustModel, VmAttestationStatus, VmInstance, check_claims, decode_policy_jws,
+    parse_jwt, unsigned_policy_jws, verify_jwt,
 };
 use guest_attestation_operator::controller::azure_reason;
 use guest_attestation_operator::controller::conditions::MAX_MESSAGE;
@@ -1112,45 +1112,6 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, TestCaseError> 
     }
 }
 
-fn attestation_facts(s: &VmAttestationStatus) -> AttestationFacts {
-    let p = &s.properties;
-    AttestationFacts {
-        attest_secure_boot_enabled: p
-            .attest_secure_boot_enabled
-            .as_ref()
-            .map(|v| v.as_str().to_owned()),
-        attestation_cert_validated: p
-            .attestation_cert_validated
-            .as_ref()
-            .map(|v| v.as_str().to_owned()),
-        boot_integrity_validated: p
-            .boot_integrity_validated
-            .as_ref()
-            .map(|v| v.as_str().to_owned()),
-        health_status: p.health_status.as_ref().map(|v| v.as_str().to_owned()),
-        linux_kernel_version: p.linux_kernel_version.clone(),
-        error_message: p.error_message.clone(),
-        timestamp: p.timestamp.clone(),
-    }
-}
-
-fn vm_facts(vm: &VmInstance) -> VmFacts {
-    let sp = vm.properties.security_profile.as_ref();
-    VmFacts {
-        power_state: vm
-            .properties
-            .status
-            .as_ref()
-            .and_then(|s| s.power_state.as_ref())
-            .map(|p| p.as_str().to_owned()),
-        security_type: sp
-            .and_then(|s| s.security_type.as_ref())
-            .map(|t| t.as_str().to_owned()),
-        tpm_enabled: sp.and_then(|s| s.enable_tpm),
-        secure_boot_enabled: sp.and_then(SecurityProfile::secure_boot_enabled),
-    }
-}
-
 /// The AttestationStatus status rendered from what Azure sent fits the CRD schema (or the API server would
 /// refuse every status write, and the status would freeze).
 fn check_attestation_status(
@@ -1158,8 +1119,8 @@ fn check_attestation_status(
     att: Option<&VmAttestationStatus>,
 ) -> Result<(), TestCaseError> {
     let obs = Observation::Vm {
-        vm: vm_facts(vm),
-        attestation: att.map(attestation_facts),
+        vm: VmFacts::from_instance(vm),
+        attestation: att.map(|a| AttestationFacts::from_properties(&a.properties)),
     };
     let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
     let failure = Failure {

@@ -40,6 +40,50 @@ pub struct AttestationFacts {
     pub timestamp: Option<String>,
 }
 
+impl VmFacts {
+    /// The facts of a VM instance as the Azure client reads it.
+    pub fn from_instance(vm: &crate::azure::VmInstance) -> Self {
+        let sp = vm.properties.security_profile.as_ref();
+        Self {
+            power_state: vm
+                .properties
+                .status
+                .as_ref()
+                .and_then(|s| s.power_state.as_ref())
+                .map(|p| p.as_str().to_owned()),
+            security_type: sp
+                .and_then(|s| s.security_type.as_ref())
+                .map(|t| t.as_str().to_owned()),
+            tpm_enabled: sp.and_then(|s| s.enable_tpm),
+            secure_boot_enabled: sp.and_then(crate::azure::SecurityProfile::secure_boot_enabled),
+        }
+    }
+}
+
+impl AttestationFacts {
+    /// The facts of an attestationStatus resource's properties.
+    pub fn from_properties(p: &crate::azure::VmAttestationStatusProperties) -> Self {
+        Self {
+            attest_secure_boot_enabled: p
+                .attest_secure_boot_enabled
+                .as_ref()
+                .map(|v| v.as_str().to_owned()),
+            attestation_cert_validated: p
+                .attestation_cert_validated
+                .as_ref()
+                .map(|v| v.as_str().to_owned()),
+            boot_integrity_validated: p
+                .boot_integrity_validated
+                .as_ref()
+                .map(|v| v.as_str().to_owned()),
+            health_status: p.health_status.as_ref().map(|v| v.as_str().to_owned()),
+            linux_kernel_version: p.linux_kernel_version.clone(),
+            error_message: p.error_message.clone(),
+            timestamp: p.timestamp.clone(),
+        }
+    }
+}
+
 /// One read of Azure.
 #[allow(clippy::large_enum_variant)] // one per object, short-lived
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -294,7 +294,7 @@ async fn read<A: AzureApi>(
     let attestation = azure
         .get_attestation_status(machine)
         .await?
-        .map(|a| attestation_facts(a.properties));
+        .map(|a| AttestationFacts::from_properties(&a.properties));
     let attested = attestation
         .as_ref()
         .and_then(|a| a.timestamp.as_deref())
@@ -313,7 +313,7 @@ async fn read<A: AzureApi>(
         }
         _ => match azure.get_vm_instance(machine).await? {
             None => return Ok((Observation::VmNotFound, None)),
-            Some(vm) => (vm_facts(&vm), timing.now),
+            Some(vm) => (VmFacts::from_instance(&vm), timing.now),
         },
     };
     Ok((
@@ -323,35 +323,6 @@ async fn read<A: AzureApi>(
         },
         Some(vm),
     ))
-}
-
-fn vm_facts(vm: &crate::azure::VmInstance) -> VmFacts {
-    let sp = vm.properties.security_profile.as_ref();
-    VmFacts {
-        power_state: vm
-            .properties
-            .status
-            .as_ref()
-            .and_then(|s| s.power_state.as_ref())
-            .map(|p| p.as_str().to_owned()),
-        security_type: sp
-            .and_then(|s| s.security_type.as_ref())
-            .map(|t| t.as_str().to_owned()),
-        tpm_enabled: sp.and_then(|s| s.enable_tpm),
-        secure_boot_enabled: sp.and_then(crate::azure::SecurityProfile::secure_boot_enabled),
-    }
-}
-
-fn attestation_facts(p: crate::azure::VmAttestationStatusProperties) -> AttestationFacts {
-    AttestationFacts {
-        attest_secure_boot_enabled: p.attest_secure_boot_enabled.map(|v| v.as_str().to_owned()),
-        attestation_cert_validated: p.attestation_cert_validated.map(|v| v.as_str().to_owned()),
-        boot_integrity_validated: p.boot_integrity_validated.map(|v| v.as_str().to_owned()),
-        health_status: p.health_status.map(|v| v.as_str().to_owned()),
-        linux_kernel_version: p.linux_kernel_version,
-        error_message: p.error_message,
-        timestamp: p.timestamp,
-    }
 }
 
 async fn write_invalid_spec<C: AzureClients>(
