@@ -22,6 +22,15 @@ pub const DRIFT_INTERVAL: Duration = Duration::from_secs(30 * 60);
 /// endpoints) shows within this bound, and in AttestationStatus sooner.
 pub const FULL_LOOK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 
+/// How long a full look's surroundings are reused: `full` (the scaled `FULL_LOOK_INTERVAL`), and
+/// never fewer than as many drift checks once the fleet floor has raised the drift interval to
+/// `drift`; otherwise every drift check of a large fleet would be a full look (the 1,000-VM
+/// benchmark saw just that).
+pub fn full_look_interval(full: Duration, drift: Duration) -> Duration {
+    let checks = FULL_LOOK_INTERVAL.as_secs() / DRIFT_INTERVAL.as_secs();
+    full.max(drift * u32::try_from(checks).unwrap_or(u32::MAX))
+}
+
 /// Whether the next look reads the machine, VM instance and cluster again, or reuses those of
 /// the full look at `last_full` (`reusable`: kept because every prerequisite held), for at most
 /// `interval`.
@@ -257,6 +266,15 @@ pub fn give_up(elapsed: Duration, bound: Duration) -> bool {
 mod tests {
     use super::*;
     use crate::extension::compare::Difference;
+
+    #[test]
+    fn full_look_interval_keeps_twelve_drift_checks_under_the_fleet_floor() {
+        let six_h = FULL_LOOK_INTERVAL;
+        assert_eq!(full_look_interval(six_h, DRIFT_INTERVAL), six_h);
+        // The floor raised drift checks to 69 min: full looks every 12 of them, not every one.
+        let drift = Duration::from_secs(69 * 60);
+        assert_eq!(full_look_interval(six_h, drift), drift * 12);
+    }
 
     #[test]
     fn full_looks_only_when_unsettled_or_due() {

@@ -315,7 +315,10 @@ async fn apply<C: AzureClients>(
         memory.surroundings.as_ref().map(|(_, t)| *t),
         memory.surroundings.is_some(),
         now,
-        ctx.settings.scaled(plan::FULL_LOOK_INTERVAL),
+        plan::full_look_interval(
+            ctx.settings.scaled(plan::FULL_LOOK_INTERVAL),
+            ctx.fleet_interval(ctx.settings.scaled(plan::DRIFT_INTERVAL)),
+        ),
     );
     let known = memory
         .surroundings
