@@ -58,7 +58,7 @@ get() { awk -v k="$2" '$1 == k { $1 = ""; sub(/^ /, ""); print; exit }' "$1"; }
   row "cold start: Azure reads (all VMs)" "–" cold_start.azure_reads
   row "cold start: Azure writes (all VMs)" "–" cold_start.azure_writes
   row "steady: reconciles/s" "–" steady.reconciles_per_s
-  row "steady: Azure reads / VM / interval" "T5 ≤ 1" steady.azure_requests_per_vm_per_interval.reads
+  row "steady: Azure reads / VM / interval" "T5 ≤ 1 per controller (2 in all)" steady.azure_requests_per_vm_per_interval.reads
   row "steady: Azure writes / VM / interval" "T5 0" steady.azure_requests_per_vm_per_interval.writes
   row "steady: API writes / object (non-crossers)" "T5 0" steady.k8s_writes_per_object_excluding_crossers
   row "steady: API writes in window (all, incl. Events)" "–" steady.k8s_writes_in_window
