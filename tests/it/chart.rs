@@ -14,9 +14,8 @@
 use std::{
     collections::BTreeSet,
     fs,
-    io::Write,
     path::PathBuf,
-    process::{Output, Stdio},
+    process::Output,
     time::{Duration, Instant},
 };
 
@@ -57,25 +56,6 @@ fn helm(args: &[&str]) -> Output {
 
 fn helm_ok(args: &[&str]) -> String {
     operator::helm_ok(support::env(), args)
-}
-
-/// kubectl (admin) with `input` on stdin.
-fn kubectl_stdin(args: &[&str], input: &str) -> Output {
-    let mut child = support::env()
-        .kubectl()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 /// `helm template` with `--set` values; the documents, parsed.
@@ -333,7 +313,7 @@ async fn rendered_chart_is_restricted_least_privilege_and_accepted_by_the_server
                     .starts_with("monitoring.coreos.com/")
             })
             .collect();
-        let out = kubectl_stdin(
+        let out = support::kubectl_stdin(
             &[
                 "apply",
                 "--server-side",
@@ -956,7 +936,7 @@ async fn operator_binary_runs_with_the_charts_rbac_and_hands_over_its_lease() {
         gae("slow-vm"),
         machine("unhealthy-vm")
     );
-    let out = kubectl_stdin(&["apply", "--server-side", "-n", &ns, "-f", "-"], &extra);
+    let out = support::kubectl_stdin(&["apply", "--server-side", "-n", &ns, "-f", "-"], &extra);
     assert!(
         out.status.success(),
         "{}",

@@ -11,7 +11,7 @@
 //! * TLS to an Azure endpoint whose CA is not trusted is refused: the resource reports the TLS
 //!   failure, and the emulator served no request.
 
-use std::{io::Write, process::Stdio, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use azure_emulator::VmSpec;
 use guest_attestation_operator::{
@@ -28,21 +28,7 @@ use crate::support::{self, azure as az, dynamic_api};
 
 /// kubectl (admin) with `input` on stdin: (success, stdout + stderr).
 fn kubectl_stdin(args: &[&str], input: &str) -> (bool, String) {
-    let mut child = support::env()
-        .kubectl()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::kubectl_stdin(args, input);
     (
         out.status.success(),
         format!(

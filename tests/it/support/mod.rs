@@ -9,9 +9,9 @@ pub mod azure;
 pub mod operator;
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
     sync::{Mutex, OnceLock},
     time::Duration,
 };
@@ -88,6 +88,25 @@ fn bin_dir() -> PathBuf {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
+}
+
+/// kubectl (admin) with `input` on stdin.
+pub fn kubectl_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = env()
+        .kubectl()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn start(bin_dir: &Path, dir: &Path) -> (PathBuf, Child) {
