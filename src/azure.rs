@@ -51,6 +51,19 @@ pub use ratelimit::{BucketSpec, OpKind, RateKey, RateLimiter, RateLimits};
 ///
 /// GETs return `Ok(None)` when the resource does not exist: absence is an observation, not an error.
 pub trait AzureApi: Clone + Send + Sync + 'static {
+    /// This client with `reads` ARM reads of `subscription` booked for `holder` (one object), so a reconcile
+    /// waits for its turn in the requeue queue rather than in its slot: [`Error::Held`] when the booking is
+    /// for later (requeue after its `retry_after`). In-memory fakes have no rate limit.
+    fn admit(
+        &self,
+        subscription: &str,
+        holder: &str,
+        reads: u32,
+    ) -> impl Future<Output = Result<Self, Error>> + Send {
+        let _ = (subscription, holder, reads);
+        std::future::ready(Ok(self.clone()))
+    }
+
     /// Gets an Azure Local cluster.
     fn get_cluster(
         &self,
@@ -188,6 +201,15 @@ impl AzureClients for Azure {
 }
 
 impl AzureApi for AzureClient {
+    fn admit(
+        &self,
+        subscription: &str,
+        holder: &str,
+        reads: u32,
+    ) -> impl Future<Output = Result<Self, Error>> + Send {
+        AzureClient::admit(self, subscription, holder, reads)
+    }
+
     fn get_cluster(
         &self,
         id: &ClusterId,

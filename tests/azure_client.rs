@@ -858,6 +858,84 @@ async fn the_client_side_rate_limit_bounds_the_rate_azure_sees() {
     emu.shutdown().await;
 }
 
+#[tokio::test]
+async fn booked_reads_skip_the_queue_and_late_bookings_say_when_to_come_back() {
+    let emu = emulator().await;
+    seed(&emu, "vm1");
+    let mut cfg = config(&emu);
+    cfg.rate_limits = RateLimits {
+        reads: BucketSpec {
+            per_second: 10,
+            burst: 2,
+        },
+        ..RateLimits::default()
+    };
+    let azure = Azure::new(cfg).unwrap();
+    let client = azure.client_for(sp());
+    let m = machine_id("vm1");
+    let held = |r: Result<AzureClient, Error>| match r {
+        Err(Error::Held {
+            operation: "book_reads",
+            reason: HoldReason::RateLimit,
+            retry_after,
+            ..
+        }) => retry_after,
+        other => panic!("not held by a booking: {other:?}"),
+    };
+
+    // "a" gets the burst at once and sends both reads with it.
+    let a = client.admit(SUB, "a", 2).await.unwrap();
+    for _ in 0..2 {
+        assert!(a.get_machine(&m).await.unwrap().is_some());
+    }
+    // "b" books 30 reads, 3 s away at 10/s: longer than a reconcile waits in its slot.
+    let b_wait = held(client.admit(SUB, "b", 30).await);
+    assert!(
+        b_wait > Duration::from_millis(2800) && b_wait <= Duration::from_secs(3),
+        "{b_wait:?}"
+    );
+    // Coming back early reserves nothing more: "c" queues right behind b's 30 reads.
+    let again = held(client.admit(SUB, "b", 30).await);
+    assert!(again <= b_wait, "{again:?}");
+    let c_wait = held(client.admit(SUB, "c", 1).await);
+    assert!(
+        c_wait >= b_wait && c_wait <= b_wait + Duration::from_millis(200),
+        "{c_wait:?} vs {b_wait:?}"
+    );
+
+    // b comes back when told and sends its 30 reads without queueing again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let b = loop {
+        match client.admit(SUB, "b", 30).await {
+            Ok(b) => break b,
+            Err(Error::Held { retry_after, .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(retry_after).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let before = emu.requests().len();
+    let started = tokio::time::Instant::now();
+    for _ in 0..30 {
+        assert!(b.get_machine(&m).await.unwrap().is_some());
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "booked reads waited: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(emu.requests().len() - before, 30);
+    // The rate held over the whole: 32 reads with a burst of 2 at 10/s span at least 3 s.
+    let times: Vec<SystemTime> = arm_requests(&emu, "GET", "/machines/")
+        .iter()
+        .map(|r| r.time)
+        .collect();
+    assert_eq!(times.len(), 32);
+    let span = times[31].duration_since(times[0]).unwrap();
+    assert!(span >= Duration::from_millis(2900), "{span:?}");
+    emu.shutdown().await;
+}
+
 // ------------------------------------------------------------------------------------------------------------
 // Long-running operations
 

@@ -8,13 +8,12 @@
 //!    health transitions.
 //! 5. requeue at the earliest of the next poll and the stale flip.
 
-use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
@@ -28,6 +27,8 @@ use super::assess::{AttestationFacts, Observation, VmFacts};
 use super::render::{Failure, Input, render};
 use super::schedule;
 use crate::azure::{AzureApi, AzureClients, Error as AzureError, MachineId};
+use crate::controller::companions::Companions;
+use crate::controller::memory::Store;
 use crate::controller::{Context, Error, azure_reason, duration};
 use crate::crd::{AttestationStatus, AttestationStatusStatus, Health};
 use crate::metrics::TransitionLabels;
@@ -58,8 +59,8 @@ pub struct Memory {
 pub struct StatusContext<C: AzureClients> {
     /// Shared context.
     pub ctx: Context<C>,
-    /// Per-object memory, keyed by uid.
-    pub memory: Mutex<HashMap<String, Memory>>,
+    /// Per-object memory.
+    pub memory: Store<Memory>,
 }
 
 impl<C: AzureClients> StatusContext<C> {
@@ -67,24 +68,8 @@ impl<C: AzureClients> StatusContext<C> {
     pub fn new(ctx: Context<C>) -> Self {
         Self {
             ctx,
-            memory: Mutex::new(HashMap::new()),
+            memory: Store::default(),
         }
-    }
-
-    fn remembered(&self, uid: &str) -> Memory {
-        self.memory
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(uid)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn remember(&self, uid: &str, m: Memory) {
-        self.memory
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(uid.to_owned(), m);
     }
 }
 
@@ -143,7 +128,7 @@ async fn reconcile_inner<C: AzureClients>(
         }
     };
     let refresh = ctx.fleet_interval(ctx.settings.scaled(spec.refresh));
-    let mut memory = sctx.remembered(&uid);
+    let mut memory = sctx.memory.get(&uid);
     let now = Timestamp::now();
     if poll_due(&memory, obj.metadata.generation, now, refresh, &uid) {
         let timing = Timing {
@@ -153,10 +138,10 @@ async fn reconcile_inner<C: AzureClients>(
         };
         if let Some(hold) = poll(obj, ctx, &ns, &spec.machine, &mut memory, timing).await {
             // Nothing was sent (Retry-After or rate limit): not an attempt; wait it out.
-            sctx.remember(&uid, memory);
+            sctx.memory.put(&uid, memory);
             return Ok(Action::requeue(hold.max(Duration::from_millis(100))));
         }
-        sctx.remember(&uid, memory.clone());
+        sctx.memory.put(&uid, memory.clone());
     }
     let now = Timestamp::now();
     let rendered = render(&Input {
@@ -232,8 +217,17 @@ async fn poll<C: AzureClients>(
     }
     memory.generation = obj.metadata.generation;
     let known = memory.vm.clone();
+    let reads = schedule::reads_to_book(
+        known.as_ref().map(|(_, at)| *at),
+        last_attested(memory.observation.as_ref()),
+        now,
+        timing.refresh,
+        timing.stale_after,
+    );
+    let holder = obj.uid().unwrap_or_default();
     let result = async {
         let azure = ctx.azure_for(ns, obj.spec.credentials_ref.as_ref()).await?;
+        let azure = azure.admit(machine.subscription(), &holder, reads).await?;
         read(&azure, machine, known, timing)
             .await
             .map_err(Error::from)
@@ -249,7 +243,17 @@ async fn poll<C: AzureClients>(
             memory.failure = None;
             None
         }
-        Err(Error::Azure(AzureError::Held { retry_after, .. })) => Some(retry_after),
+        Err(Error::Azure(AzureError::Held {
+            retry_after,
+            operation,
+            ..
+        })) => {
+            if operation == VM_READ {
+                // The booking did not cover the VM read: book it next time.
+                memory.vm = None;
+            }
+            Some(retry_after)
+        }
         Err(e) => {
             let reason = e.reason();
             let message = azure_reason::message(&e);
@@ -285,6 +289,26 @@ fn failing_since(obj: &AttestationStatus) -> Option<Timestamp> {
 
 /// One poll: the attestationStatus, then the VM instance only when `schedule::vm_read_needed`
 /// says it may matter (else the facts of an earlier read). Returns the VM facts to remember.
+/// The client operation of the VM instance read.
+const VM_READ: &str = "get_vm_instance";
+
+/// The attestation time of the last poll, if it had a usable one.
+fn last_attested(observation: Option<&(Observation, Timestamp)>) -> Option<Timestamp> {
+    match observation {
+        Some((
+            Observation::Vm {
+                attestation: Some(a),
+                ..
+            },
+            _,
+        )) => a
+            .timestamp
+            .as_deref()
+            .and_then(|t| super::timestamp::parse(t).ok()),
+        _ => None,
+    }
+}
+
 async fn read<A: AzureApi>(
     azure: &A,
     machine: &MachineId,
@@ -358,30 +382,13 @@ async fn write_status<C: AzureClients>(
     ns: &str,
     status: AttestationStatusStatus,
 ) -> Result<(), Error> {
-    let labels = crate::metrics::ControllerLabels {
-        controller: CONTROLLER,
-    };
-    if obj.status.as_ref() == Some(&status) {
-        ctx.metrics
-            .status_writes_skipped
-            .get_or_create(&labels)
-            .inc();
-        return Ok(());
+    let manager = &ctx.settings.field_manager;
+    if ctx
+        .apply_status(obj, ns, obj.status.as_ref(), &status, CONTROLLER, manager)
+        .await?
+    {
+        report_transition(obj, ctx, &status).await;
     }
-    let api: Api<AttestationStatus> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = serde_json::json!({
-        "apiVersion": "guestattestation.dev/v1alpha1",
-        "kind": "AttestationStatus",
-        "status": status,
-    });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(&ctx.settings.field_manager).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    ctx.metrics.status_writes.get_or_create(&labels).inc();
-    report_transition(obj, ctx, &status).await;
     Ok(())
 }
 
@@ -506,38 +513,21 @@ pub async fn run<C: AzureClients>(
     .modify(crate::controller::strip_for_cache)
     .reflect(writer)
     .touched_objects();
-    // Deleted objects get no reconcile, so their memory is pruned against the cache now and then.
-    let pruner = tokio::spawn(prune_memory(Arc::clone(&sctx), reader.clone()));
-    let tracker = tokio::spawn(crate::controller::fleet::track(
-        Arc::clone(&sctx.ctx.fleet),
-        format!("{CONTROLLER}/{}", namespace.as_deref().unwrap_or("*")),
-        reader.clone(),
-    ));
+    let _companions = Companions::start(
+        &sctx,
+        |c| &c.memory,
+        Some((
+            Arc::clone(&sctx.ctx.fleet),
+            format!("{CONTROLLER}/{}", namespace.as_deref().unwrap_or("*")),
+        )),
+        &reader,
+    );
     Controller::for_stream(stream, reader)
         .with_config(controller::Config::default().concurrency(settings.concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, sctx)
         .for_each(|_| std::future::ready(()))
         .await;
-    pruner.abort();
-    tracker.abort();
-}
-
-/// Every few minutes, forgets the memory of objects no longer in the cache.
-async fn prune_memory<C: AzureClients>(
-    sctx: Arc<StatusContext<C>>,
-    reader: reflector::Store<AttestationStatus>,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(300));
-    loop {
-        tick.tick().await;
-        let live: std::collections::HashSet<String> =
-            reader.state().iter().filter_map(|o| o.uid()).collect();
-        sctx.memory
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|uid, _| live.contains(uid));
-    }
 }
 
 #[cfg(test)]

@@ -67,6 +67,25 @@ pub fn vm_read_needed(
     add(read_at, stale_after) <= now || add(attested, stale_after) <= add(now, refresh * 2)
 }
 
+/// The ARM reads a poll books ahead (see `AzureApi::admit`): the attestationStatus, and the VM instance when
+/// [`vm_read_needed`] says so for what the last poll saw. A newer attestation only makes the VM read less
+/// likely, so the guess errs on the side of one read too many.
+pub fn reads_to_book(
+    vm_read_at: Option<Timestamp>,
+    last_attested: Option<Timestamp>,
+    now: Timestamp,
+    refresh: Duration,
+    stale_after: Duration,
+) -> u32 {
+    1 + u32::from(vm_read_needed(
+        vm_read_at,
+        last_attested,
+        now,
+        refresh,
+        stale_after,
+    ))
+}
+
 fn add(t: Timestamp, d: Duration) -> Timestamp {
     SignedDuration::try_from(d)
         .ok()
@@ -80,6 +99,21 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn bookings_cover_the_vm_read_when_it_may_be_needed() {
+        let now = ts("2026-01-01T12:00:00Z");
+        let hour = Duration::from_secs(3600);
+        let refresh = Duration::from_secs(1800);
+        let stale = 8 * hour;
+        let read_at = Some(ts("2026-01-01T11:00:00Z"));
+        let attested = Some(ts("2026-01-01T11:30:00Z"));
+        assert_eq!(reads_to_book(read_at, attested, now, refresh, stale), 1);
+        assert_eq!(reads_to_book(None, attested, now, refresh, stale), 2);
+        assert_eq!(reads_to_book(read_at, None, now, refresh, stale), 2);
+        let near_mark = Some(ts("2026-01-01T04:30:00Z"));
+        assert_eq!(reads_to_book(read_at, near_mark, now, refresh, stale), 2);
     }
 
     #[test]

@@ -233,6 +233,7 @@ impl AzureClient {
         let url = self.arm_url(id, api_version)?;
         let mut req = Request::new(Service::Arm, operation, method, url, self.principal_arc());
         req.subscription = Some(id.subscription().to_owned());
+        req.prepaid = self.prepaid();
         Ok(req)
     }
 
@@ -496,6 +497,7 @@ impl AzureClient {
             self.principal_arc(),
         );
         req.subscription = subscription_of(&url);
+        req.prepaid = self.prepaid();
         self.arm_send(&req).await
     }
 

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use super::auth::{Credentials, Secret, TokenCache, fetch_token};
 use super::cloud::AzureConfig;
@@ -15,6 +16,10 @@ use super::error::Error;
 use super::http::{HttpCore, Request, Response};
 use super::metrics::{AzureMetrics, NoMetrics};
 use super::models::JsonWebKeySet;
+use super::ratelimit::Prepaid;
+
+/// How long an admitted reconcile may wait in its slot for its booked reads; longer, and it requeues.
+pub const ADMISSION_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The most clients kept; beyond that the cache starts afresh (each holds only tokens).
 const MAX_CACHED_CLIENTS: usize = 256;
@@ -87,6 +92,8 @@ pub struct AzureClient {
     inner: Arc<ClientInner>,
     /// The MAA data-plane api-version for this handle (a resource's own choice), else the config's.
     maa_api_version: Option<Arc<str>>,
+    /// ARM reads this handle booked ahead ([`AzureClient::admit`]).
+    prepaid: Option<Arc<Prepaid>>,
 }
 
 struct ClientInner {
@@ -117,7 +124,41 @@ impl AzureClient {
                 jwks: Mutex::new(HashMap::new()),
             }),
             maa_api_version: None,
+            prepaid: None,
         }
+    }
+
+    /// Books `reads` ARM reads of `subscription` for `holder` (one object's reconcile) and returns this client
+    /// with them: its next reads of that subscription skip the rate limiter. When the reads are more than
+    /// [`ADMISSION_PATIENCE`] away they are booked all the same and [`Error::Held`] says when to come back (the
+    /// same holder then gets them without queueing again), so a reconcile requeues instead of waiting in its
+    /// slot.
+    pub async fn admit(
+        &self,
+        subscription: &str,
+        holder: &str,
+        reads: u32,
+    ) -> Result<AzureClient, Error> {
+        let prepaid = self
+            .inner
+            .core
+            .admit(
+                &self.inner.principal,
+                subscription,
+                holder,
+                reads,
+                ADMISSION_PATIENCE,
+            )
+            .await?;
+        Ok(AzureClient {
+            prepaid: Some(Arc::new(prepaid)),
+            ..self.clone()
+        })
+    }
+
+    /// The reads booked ahead and not used yet.
+    pub(crate) fn prepaid(&self) -> Option<Arc<Prepaid>> {
+        self.prepaid.clone()
     }
 
     /// This client, using `version` for MAA data-plane calls (token cache and keys shared).
@@ -126,6 +167,7 @@ impl AzureClient {
         AzureClient {
             inner: Arc::clone(&self.inner),
             maa_api_version: Some(Arc::from(version)),
+            prepaid: self.prepaid.clone(),
         }
     }
 

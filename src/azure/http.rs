@@ -24,7 +24,10 @@ use super::auth::Secret;
 use super::cloud::AzureConfig;
 use super::error::{Error, HoldReason, Service, TransportKind, bounded, is_retryable_status};
 use super::metrics::{AzureMetrics, RequestRecord};
-use super::ratelimit::{OpKind, RateKey, RateLimiter};
+use super::ratelimit::{Admission, OpKind, Prepaid, RateKey, RateLimiter};
+
+/// The operation name of a reconcile's read booking, in errors and metrics.
+pub(crate) const BOOK_READS: &str = "book_reads";
 
 /// Our user agent.
 pub const USER_AGENT: &str = concat!("guest-attestation-operator/", env!("CARGO_PKG_VERSION"));
@@ -151,6 +154,8 @@ pub(crate) struct Request {
     pub principal: Arc<str>,
     /// The ARM subscription, for the throttle scope and the token bucket.
     pub subscription: Option<String>,
+    /// Tokens the caller booked ahead (a reconcile's admission): used before the bucket.
+    pub prepaid: Option<Arc<Prepaid>>,
 }
 
 impl Request {
@@ -172,6 +177,7 @@ impl Request {
             idempotent,
             principal,
             subscription: None,
+            prepaid: None,
         }
     }
 
@@ -392,6 +398,47 @@ impl HttpCore {
         })
     }
 
+    /// Books `reads` ARM reads of `subscription` for `holder` (see [`RateLimiter::admit`]): the tokens, once
+    /// their wait (at most `patience`) is over; or [`Error::Held`] with the booked instant, to come back then.
+    pub(crate) async fn admit(
+        &self,
+        principal: &Arc<str>,
+        subscription: &str,
+        holder: &str,
+        reads: u32,
+        patience: Duration,
+    ) -> Result<Prepaid, Error> {
+        let key = RateKey {
+            principal: principal.clone(),
+            subscription: subscription.to_ascii_lowercase(),
+            kind: OpKind::Read,
+        };
+        match self.limiter.admit(&key, holder, reads, patience) {
+            Admission::Granted { wait, prepaid } => {
+                if !wait.is_zero() {
+                    self.metrics
+                        .record_hold(Service::Arm, BOOK_READS, HoldReason::RateLimit, wait);
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(prepaid)
+            }
+            Admission::Booked { retry_after } => {
+                self.metrics.record_hold(
+                    Service::Arm,
+                    BOOK_READS,
+                    HoldReason::RateLimit,
+                    Duration::ZERO,
+                );
+                Err(Error::Held {
+                    service: Service::Arm,
+                    operation: BOOK_READS,
+                    reason: HoldReason::RateLimit,
+                    retry_after,
+                })
+            }
+        }
+    }
+
     /// Sends a request with retries. Statuses below 300 are returned; others become [`Error::Api`].
     pub(crate) async fn send(
         &self,
@@ -419,7 +466,11 @@ impl HttpCore {
         loop {
             attempt += 1;
             self.wait_for_scope(req, &scope, &mut waited).await?;
-            if let Some(key) = &rate_key {
+            let prepaid = rate_key
+                .as_ref()
+                .zip(req.prepaid.as_deref())
+                .is_some_and(|(key, p)| p.take(key));
+            if let Some(key) = rate_key.as_ref().filter(|_| !prepaid) {
                 match self
                     .limiter
                     .acquire(key, policy.max_wait.saturating_sub(waited))

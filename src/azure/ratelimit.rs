@@ -6,8 +6,15 @@
 //! theoretical arrival time one interval further, and a caller waits until it is within `burst − 1` intervals of
 //! now. Callers that would wait longer than they may get the wait back without reserving, so a controller can
 //! requeue instead of holding a reconcile slot. Time is tokio's, so the arithmetic is tested under paused time.
+//!
+//! A reconcile can also *book* the reads it is about to make ([`RateLimiter::admit`]): the tokens are reserved
+//! at once, in arrival order, and when they are more than a moment away the reconcile requeues for the booked
+//! instant instead of waiting in its slot. kube-runtime serves requeues in time order, so under a demand larger
+//! than the budget every object gets its turn in the order it asked (waiting in the slots instead saturates the
+//! runner, whose backlog is served in hash order: some objects then wait without bound).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -112,12 +119,73 @@ pub struct RateKey {
 /// Entries are dropped once their bucket is full again, when the map grows past this.
 const CLEANUP_THRESHOLD: usize = 4096;
 
+/// A booking nobody came back for (its object was deleted, or changed its plans) is dropped this long after its
+/// instant; its tokens stay spent.
+const ABANDONED_AFTER: Duration = Duration::from_mins(10);
+
+/// Tokens booked ahead by one reconcile ([`RateLimiter::admit`]): requests of the same key sent with it skip the
+/// bucket until they are used up; later ones queue as usual.
+#[derive(Debug)]
+pub struct Prepaid {
+    key: RateKey,
+    left: AtomicU32,
+}
+
+impl Prepaid {
+    /// Uses one token when `key` is the booked one and any are left.
+    pub fn take(&self, key: &RateKey) -> bool {
+        *key == self.key
+            && self
+                .left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+    }
+
+    /// The tokens not used yet.
+    pub fn left(&self) -> u32 {
+        self.left.load(Ordering::Relaxed)
+    }
+}
+
+/// The answer to [`RateLimiter::admit`].
+#[derive(Debug)]
+pub enum Admission {
+    /// The tokens are the caller's after `wait` (at most the patience it gave).
+    Granted {
+        /// How long to wait before sending.
+        wait: Duration,
+        /// The tokens, for the requests that follow.
+        prepaid: Prepaid,
+    },
+    /// The tokens are booked for later: come back after `retry_after`.
+    Booked {
+        /// When the booking can be used.
+        retry_after: Duration,
+    },
+}
+
+#[derive(Debug)]
+struct Booking {
+    at: Instant,
+    tokens: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Theoretical arrival time per key.
+    tat: HashMap<RateKey, Instant>,
+    /// Bookings per key and holder.
+    bookings: HashMap<(RateKey, Box<str>), Booking>,
+    /// The booking count after the last sweep of abandoned ones, and when it was: the next sweep waits until
+    /// the count doubles or the abandon time has passed, so sweeping costs O(1) per booking.
+    swept: (usize, Option<Instant>),
+}
+
 /// The token buckets of all keys.
 #[derive(Debug)]
 pub struct RateLimiter {
     limits: RateLimits,
-    /// Theoretical arrival time per key.
-    tat: Mutex<HashMap<RateKey, Instant>>,
+    state: Mutex<State>,
 }
 
 impl RateLimiter {
@@ -125,8 +193,12 @@ impl RateLimiter {
     pub fn new(limits: RateLimits) -> Self {
         RateLimiter {
             limits,
-            tat: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Reserves one token for `key`. Returns how long the caller must wait before sending; or, without
@@ -134,18 +206,82 @@ impl RateLimiter {
     pub fn reserve(&self, key: &RateKey, max_wait: Duration) -> Result<Duration, Duration> {
         let spec = self.limits.spec(key.kind);
         let now = Instant::now();
-        let mut map = self.tat.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() > CLEANUP_THRESHOLD {
-            map.retain(|_, tat| *tat > now);
+        let mut state = self.lock();
+        if state.tat.len() > CLEANUP_THRESHOLD {
+            state.tat.retain(|_, tat| *tat > now);
         }
-        let tat = map.get(key).copied().map_or(now, |t| t.max(now));
+        let tat = state.tat.get(key).copied().map_or(now, |t| t.max(now));
         let earliest = now + spec.tolerance();
         let wait = tat.saturating_duration_since(earliest);
         if wait > max_wait {
             return Err(wait);
         }
-        map.insert(key.clone(), tat + spec.interval());
+        state.tat.insert(key.clone(), tat + spec.interval());
         Ok(wait)
+    }
+
+    /// Books `tokens` tokens of `key` for `holder` (one object). When they are available within `patience`
+    /// they are granted (wait that long, then send with them). Otherwise they are reserved all the same, in
+    /// arrival order, and the answer says when to come back: the same holder then gets them without queueing
+    /// again. A holder that comes back early is told to wait for its booking; nothing more is reserved.
+    pub fn admit(&self, key: &RateKey, holder: &str, tokens: u32, patience: Duration) -> Admission {
+        let tokens = tokens.max(1);
+        let spec = self.limits.spec(key.kind);
+        let now = Instant::now();
+        let mut state = self.lock();
+        let (len, at) = state.swept;
+        let len_now = state.bookings.len();
+        if len_now >= CLEANUP_THRESHOLD
+            && (len_now >= 2 * len || at.is_none_or(|t| t + ABANDONED_AFTER <= now))
+        {
+            state.bookings.retain(|_, b| b.at + ABANDONED_AFTER > now);
+            state.swept = (state.bookings.len(), Some(now));
+        }
+        let held = (key.clone(), Box::<str>::from(holder));
+        if let Some(b) = state.bookings.get(&held) {
+            let wait = b.at.saturating_duration_since(now);
+            if wait > patience {
+                return Admission::Booked { retry_after: wait };
+            }
+            let tokens = b.tokens;
+            state.bookings.remove(&held);
+            return Admission::Granted {
+                wait,
+                prepaid: Prepaid {
+                    key: key.clone(),
+                    left: AtomicU32::new(tokens),
+                },
+            };
+        }
+        let tat = state.tat.get(key).copied().map_or(now, |t| t.max(now));
+        // The last of the tokens conforms once it is within the burst tolerance of now.
+        let last = tat + spec.interval() * (tokens - 1);
+        let wait = last.saturating_duration_since(now + spec.tolerance());
+        state
+            .tat
+            .insert(key.clone(), tat + spec.interval() * tokens);
+        if wait <= patience {
+            return Admission::Granted {
+                wait,
+                prepaid: Prepaid {
+                    key: key.clone(),
+                    left: AtomicU32::new(tokens),
+                },
+            };
+        }
+        state.bookings.insert(
+            held,
+            Booking {
+                at: now + wait,
+                tokens,
+            },
+        );
+        Admission::Booked { retry_after: wait }
+    }
+
+    /// How many bookings wait to be used (for tests and metrics).
+    pub fn bookings(&self) -> usize {
+        self.lock().bookings.len()
     }
 
     /// Reserves one token and waits for it; `Err(wait)` (nothing reserved, nothing waited) when the wait would
@@ -275,6 +411,147 @@ mod tests {
         let t0 = Instant::now();
         l.acquire(&w, FOREVER).await.unwrap();
         assert_eq!(Instant::now() - t0, Duration::from_millis(400));
+    }
+
+    const PATIENCE: Duration = Duration::from_secs(2);
+
+    fn granted(a: Admission) -> (Duration, Prepaid) {
+        match a {
+            Admission::Granted { wait, prepaid } => (wait, prepaid),
+            Admission::Booked { retry_after } => panic!("booked for {retry_after:?}"),
+        }
+    }
+
+    fn booked(a: &Admission) -> Duration {
+        match a {
+            Admission::Booked { retry_after } => *retry_after,
+            Admission::Granted { wait, .. } => panic!("granted after {wait:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bookings_are_served_in_arrival_order_and_kept_for_their_holder() {
+        let l = RateLimiter::new(RateLimits::default());
+        let k = key("s1", OpKind::Read);
+        let interval = l.limits.reads.interval();
+        // 25 holders of 4 reads use the burst of 100; the next ones queue 4 intervals apart.
+        for i in 0..25 {
+            let (wait, p) = granted(l.admit(&k, &format!("h{i}"), 4, PATIENCE));
+            assert_eq!(wait, Duration::ZERO);
+            assert_eq!(p.left(), 4);
+        }
+        let mut waits = Vec::new();
+        for i in 25..60 {
+            let a = l.admit(&k, &format!("h{i}"), 4, PATIENCE);
+            match a {
+                Admission::Granted { wait, .. } => assert!(wait <= PATIENCE),
+                Admission::Booked { retry_after } => waits.push((i, retry_after)),
+            }
+        }
+        assert!(!waits.is_empty());
+        for w in waits.windows(2) {
+            assert_eq!(w[1].1.saturating_sub(w[0].1), interval * 4, "{w:?}");
+        }
+        // Coming back early: told to wait for the rest, and nothing more is reserved.
+        let (first, at) = waits[0];
+        let holder = format!("h{first}");
+        let half = at / 2;
+        let rest = at.saturating_sub(half);
+        tokio::time::advance(half).await;
+        assert_eq!(
+            booked(&l.admit(&k, &holder, 4, Duration::ZERO)),
+            rest
+        );
+        let (last, last_at) = *waits.last().unwrap();
+        let newcomer = booked(&l.admit(&k, "new", 4, PATIENCE));
+        assert_eq!(
+            newcomer,
+            last_at.saturating_sub(half) + interval * 4,
+            "h{last} is ahead"
+        );
+        // On time: the booked tokens, at once.
+        tokio::time::advance(rest).await;
+        let (wait, p) = granted(l.admit(&k, &holder, 1, PATIENCE));
+        assert_eq!(wait, Duration::ZERO);
+        assert_eq!(p.left(), 4, "the booked count, not the new ask");
+        assert_eq!(l.bookings(), waits.len() - 1 + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prepaid_tokens_cover_their_key_only_and_run_out() {
+        let l = RateLimiter::new(RateLimits::default());
+        let k = key("s1", OpKind::Read);
+        let (_, p) = granted(l.admit(&k, "h", 2, PATIENCE));
+        assert!(!p.take(&key("s2", OpKind::Read)));
+        assert!(!p.take(&key("s1", OpKind::Write)));
+        assert!(p.take(&k));
+        assert!(p.take(&k));
+        assert!(!p.take(&k));
+        assert_eq!(p.left(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn booked_reads_keep_the_rate() {
+        // 300 holders of 4 reads each, all asking at once and each coming back at its instant: every read
+        // is sent once, and after the burst no one-second window holds more than the refill rate plus the
+        // tokens of one booking (sent together when the last of them conforms).
+        let l = RateLimiter::new(RateLimits::default());
+        let k = key("s1", OpKind::Read);
+        let start = Instant::now();
+        let mut due: Vec<(Duration, String)> = Vec::new();
+        let mut sent = Vec::new();
+        for i in 0..300 {
+            let h = format!("h{i}");
+            match l.admit(&k, &h, 4, PATIENCE) {
+                Admission::Granted { wait, prepaid } => {
+                    for _ in 0..prepaid.left() {
+                        sent.push(wait);
+                    }
+                }
+                Admission::Booked { retry_after } => due.push((retry_after, h)),
+            }
+        }
+        for (at, h) in &due {
+            let now = Instant::now() - start;
+            tokio::time::advance(at.saturating_sub(now)).await;
+            let (wait, p) = granted(l.admit(&k, h, 4, PATIENCE));
+            assert_eq!(wait, Duration::ZERO);
+            for _ in 0..p.left() {
+                sent.push(Instant::now() - start);
+            }
+        }
+        assert_eq!(sent.len(), 1200);
+        let span = *sent.last().unwrap();
+        let min = Duration::from_secs_f64(1100.0 / 12.0);
+        assert!(span + Duration::from_secs(1) >= min, "{span:?}");
+        assert!(span < min + Duration::from_secs(1), "{span:?}");
+        sent.sort();
+        let after_burst: Vec<_> = sent.iter().filter(|t| !t.is_zero()).collect();
+        for (i, t) in after_burst.iter().enumerate() {
+            let in_window = after_burst[i..]
+                .iter()
+                .take_while(|u| ***u < **t + Duration::from_secs(1))
+                .count();
+            assert!(
+                in_window <= 12 + 3,
+                "{in_window} reads in the second after {t:?}"
+            );
+        }
+        assert_eq!(l.bookings(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn abandoned_bookings_are_swept() {
+        let l = RateLimiter::new(RateLimits::default());
+        let k = key("s1", OpKind::Read);
+        for i in 0..CLEANUP_THRESHOLD + 200 {
+            let _ = l.admit(&k, &format!("h{i}"), 1, Duration::ZERO);
+        }
+        let before = l.bookings();
+        assert!(before > CLEANUP_THRESHOLD);
+        tokio::time::advance(Duration::from_secs(3600) + ABANDONED_AFTER).await;
+        let _ = l.admit(&k, "late", 1, Duration::ZERO);
+        assert!(l.bookings() < 10, "{} left", l.bookings());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, Client,
+    api::{Patch, PatchParams},
     runtime::events::{Recorder, Reporter},
 };
 
@@ -186,6 +187,50 @@ impl<C: AzureClients> Context<C> {
     pub fn with_fleet(mut self, fleet: Arc<super::fleet::Fleet>) -> Self {
         self.fleet = fleet;
         self
+    }
+
+    /// Server-side applies `status` to `obj`'s status subresource (in `ns`) as `manager`, unless it equals
+    /// the current one (T5: no API-server write when nothing changed); counts the write or the
+    /// skip for `controller`. Returns whether it wrote.
+    pub async fn apply_status<K, S>(
+        &self,
+        obj: &K,
+        ns: &str,
+        current: Option<&S>,
+        status: &S,
+        controller: &'static str,
+        manager: &str,
+    ) -> Result<bool, kube::Error>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        S: PartialEq + serde::Serialize,
+    {
+        let labels = crate::metrics::ControllerLabels { controller };
+        if current == Some(status) {
+            self.metrics
+                .status_writes_skipped
+                .get_or_create(&labels)
+                .inc();
+            return Ok(false);
+        }
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        let name = obj.meta().name.as_deref().unwrap_or_default();
+        api.patch_status(
+            name,
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        self.metrics.status_writes.get_or_create(&labels).inc();
+        Ok(true)
     }
 
     /// The Azure client for a resource: its credentialsRef Secret (same namespace only), or

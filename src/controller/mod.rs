@@ -1,10 +1,12 @@
 //! What the three controllers share: settings, the context, conditions, durations, errors.
 
 pub mod azure_reason;
+pub mod companions;
 pub mod conditions;
 pub mod context;
 pub mod duration;
 pub mod fleet;
+pub mod memory;
 
 pub use context::{Context, Error, Settings};
 

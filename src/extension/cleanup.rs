@@ -49,7 +49,7 @@ pub(super) async fn cleanup<C: AzureClients>(
         .as_ref()
         .and_then(|t| Duration::try_from(now.duration_since(t.0)).ok())
         .unwrap_or_default();
-    let mut memory = ectx.remembered(&uid);
+    let mut memory = ectx.memory.get(&uid);
     let looked = look(ctx, obj, ns, &machine, memory.op.as_ref()).await;
     let (azure, progress, actual) = match looked {
         Ok(x) => x,
@@ -129,7 +129,7 @@ pub(super) async fn cleanup<C: AzureClients>(
         })
         .unwrap_or_default();
     write_deleting(obj, ctx, ns, actual.as_ref(), &memory, &failure, now).await?;
-    ectx.remember(&uid, memory);
+    ectx.memory.put(&uid, memory);
     Ok(Some(Action::requeue(pace.max(Duration::from_millis(100)))))
 }
 
@@ -149,6 +149,14 @@ async fn look<C: AzureClients>(
     crate::controller::Error,
 > {
     let azure = ctx.azure_for(ns, obj.spec.credentials_ref.as_ref()).await?;
+    let reads = observe::reads_needed(true, op.is_some());
+    let azure = azure
+        .admit(
+            machine.subscription(),
+            &obj.uid().unwrap_or_default(),
+            reads,
+        )
+        .await?;
     let progress = match op {
         Some(op) => Some(observe::poll(&azure, op).await?),
         None => None,
@@ -219,7 +227,7 @@ async fn cleanup_blocked<C: AzureClients>(
         return release(obj, ectx, Release::GaveUp, message).await;
     }
     if let crate::controller::Error::Azure(AzureError::Held { retry_after, .. }) = error {
-        ectx.remember(&obj.uid().unwrap_or_default(), memory);
+        ectx.memory.put(&obj.uid().unwrap_or_default(), memory);
         return Ok(Some(Action::requeue(
             (*retry_after).max(Duration::from_millis(100)),
         )));
@@ -255,7 +263,7 @@ async fn cleanup_blocked<C: AzureClients>(
     if let Some(ns) = obj.namespace() {
         write_status(obj, ctx, &ns, status).await?;
     }
-    ectx.remember(&obj.uid().unwrap_or_default(), memory);
+    ectx.memory.put(&obj.uid().unwrap_or_default(), memory);
     Ok(Some(Action::requeue(wait)))
 }
 
@@ -296,6 +304,6 @@ async fn release<C: AzureClients>(
         EventType::Normal
     };
     publish(&ectx.ctx, obj, type_, why.event_reason(), "Delete", note).await;
-    ectx.forget(&obj.uid().unwrap_or_default());
+    ectx.memory.forget(&obj.uid().unwrap_or_default());
     Ok(None)
 }

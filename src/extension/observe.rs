@@ -238,6 +238,14 @@ async fn surroundings<A: AzureApi>(
     })
 }
 
+/// The ARM reads of one [`read`] at most: machine, VM instance and cluster unless they are known,
+/// the operation poll when one is in flight (and the GET of the result when it has succeeded), and
+/// the extension. Booking fewer could keep a look from ever finishing under a saturated budget.
+pub fn reads_needed(surroundings_known: bool, operation: bool) -> u32 {
+    let around = if surroundings_known { 0 } else { 3 };
+    around + 2 * u32::from(operation) + 1
+}
+
 /// One look at Azure for a machine: its surroundings (unless `known` is given), one poll of
 /// `op`, then the extension (skipped when the machine is missing).
 pub async fn read<A: AzureApi>(
@@ -271,6 +279,14 @@ pub async fn read<A: AzureApi>(
 mod tests {
     use super::*;
     use crate::azure::Service;
+
+    #[test]
+    fn reads_of_a_look() {
+        assert_eq!(reads_needed(false, false), 4);
+        assert_eq!(reads_needed(false, true), 6);
+        assert_eq!(reads_needed(true, false), 1);
+        assert_eq!(reads_needed(true, true), 3);
+    }
 
     #[test]
     fn lost_handles() {

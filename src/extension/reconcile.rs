@@ -20,7 +20,7 @@
 //! follows the deletion until Azure confirms it gone, and gives up (releasing, with a Warning)
 //! when no progress is possible within `Settings::operation_timeout` of the deletion request.
 
-use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration, time::SystemTime};
+use std::{sync::Arc, time::Duration, time::SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
@@ -47,7 +47,9 @@ use super::report::{publish, write_status};
 use super::settings::provider_source;
 use crate::attestation_status::schedule::jitter;
 use crate::azure::{AzureApi, AzureClients, ClusterId, Error as AzureError, MachineId};
+use crate::controller::companions::Companions;
 use crate::controller::conditions::Desired;
+use crate::controller::memory::Store;
 use crate::controller::{Context, azure_reason, context::delay};
 use crate::crd::{
     AttestationProvider, AttestationStatus, ConditionStatus, GuestAttestationExtension,
@@ -94,8 +96,8 @@ pub struct Memory {
 pub struct ExtensionContext<C: AzureClients> {
     /// Shared context.
     pub ctx: Context<C>,
-    /// Per-object memory, keyed by uid.
-    memory: Mutex<HashMap<String, Memory>>,
+    /// Per-object memory.
+    pub memory: Store<Memory>,
 }
 
 impl<C: AzureClients> ExtensionContext<C> {
@@ -103,27 +105,8 @@ impl<C: AzureClients> ExtensionContext<C> {
     pub fn new(ctx: Context<C>) -> Self {
         Self {
             ctx,
-            memory: Mutex::new(HashMap::new()),
+            memory: Store::default(),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Memory>> {
-        self.memory
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The memory of an object (default when none).
-    pub fn remembered(&self, uid: &str) -> Memory {
-        self.lock().get(uid).cloned().unwrap_or_default()
-    }
-
-    pub(super) fn remember(&self, uid: &str, m: Memory) {
-        self.lock().insert(uid.to_owned(), m);
-    }
-
-    pub(super) fn forget(&self, uid: &str) {
-        self.lock().remove(uid);
     }
 }
 
@@ -293,12 +276,12 @@ async fn apply<C: AzureClients>(
         }
     };
     let source = resolve_source(obj, ctx, ns, &spec).await?;
-    let mut memory = ectx.remembered(&uid);
+    let mut memory = ectx.memory.get(&uid);
     let fingerprint = (obj.metadata.generation, source.fingerprint());
     if !due(&memory, &fingerprint, now) {
         ensure_children(obj, ectx, ns, &mut memory, was_deployed(obj)).await?;
         let wait = until(memory.next_check, now);
-        ectx.remember(&uid, memory);
+        ectx.memory.put(&uid, memory);
         return Ok(Action::requeue(wait));
     }
     if memory.checked.as_ref() != Some(&fingerprint) {
@@ -325,6 +308,12 @@ async fn apply<C: AzureClients>(
         .as_ref()
         .filter(|_| !full)
         .map(|(s, _)| s);
+    // Wait for this look's reads in the requeue queue, not in a reconcile slot.
+    let reads = observe::reads_needed(known.is_some(), memory.op.is_some());
+    let azure = match azure.admit(spec.machine.subscription(), &uid, reads).await {
+        Ok(a) => a,
+        Err(e) => return blocked(obj, ectx, ns, &spec, memory, &e.into(), now).await,
+    };
     let facts = match observe::read(&azure, &spec.machine, &source, memory.op.as_ref(), known).await
     {
         Ok(f) => f,
@@ -360,7 +349,7 @@ async fn apply<C: AzureClients>(
     )
     .await?;
     memory.next_check = Some(step.next_check);
-    ectx.remember(&uid, memory);
+    ectx.memory.put(&uid, memory);
     Ok(Action::requeue(until(Some(step.next_check), now)))
 }
 
@@ -742,9 +731,9 @@ async fn blocked<C: AzureClients>(
     let ctx = &ectx.ctx;
     let uid = obj.uid().unwrap_or_default();
     if let crate::controller::Error::Azure(AzureError::Held { retry_after, .. }) = error {
-        memory.checked = None;
+        // What was known stays (a held drift check stays a drift check); the look is due again then.
         memory.next_check = Some(plan::after(now, *retry_after));
-        ectx.remember(&uid, memory);
+        ectx.memory.put(&uid, memory);
         return Ok(Action::requeue(
             (*retry_after).max(Duration::from_millis(100)),
         ));
@@ -779,7 +768,7 @@ async fn blocked<C: AzureClients>(
         rest,
     );
     write_status(obj, ctx, ns, status).await?;
-    ectx.remember(&uid, memory);
+    ectx.memory.put(&uid, memory);
     Ok(Action::requeue(wait))
 }
 
@@ -898,11 +887,15 @@ pub async fn run<C: AzureClients>(
         .modify(crate::controller::strip_for_cache)
         .reflect(writer)
         .touched_objects();
-    let tracker = tokio::spawn(crate::controller::fleet::track(
-        Arc::clone(&ectx.ctx.fleet),
-        format!("{CONTROLLER}/{}", namespace.as_deref().unwrap_or("*")),
-        reader.clone(),
-    ));
+    let _companions = Companions::start(
+        &ectx,
+        |c| &c.memory,
+        Some((
+            Arc::clone(&ectx.ctx.fleet),
+            format!("{CONTROLLER}/{}", namespace.as_deref().unwrap_or("*")),
+        )),
+        &reader,
+    );
     let store = reader.clone();
     let referencing = move |provider: AttestationProvider| {
         let (ns, name) = (provider.namespace(), provider.name_any());
@@ -923,7 +916,6 @@ pub async fn run<C: AzureClients>(
         .run(reconcile, error_policy, ectx)
         .for_each(|_| std::future::ready(()))
         .await;
-    tracker.abort();
 }
 
 #[cfg(test)]

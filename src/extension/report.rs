@@ -3,8 +3,7 @@
 //! transitions and actions.
 
 use kube::{
-    Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    Resource,
     runtime::events::{Event, EventType},
 };
 use tracing::warn;
@@ -25,30 +24,13 @@ pub(super) async fn write_status<C: AzureClients>(
     ns: &str,
     status: GuestAttestationExtensionStatus,
 ) -> Result<(), crate::controller::Error> {
-    let labels = crate::metrics::ControllerLabels {
-        controller: CONTROLLER,
-    };
-    if obj.status.as_ref() == Some(&status) {
-        ctx.metrics
-            .status_writes_skipped
-            .get_or_create(&labels)
-            .inc();
-        return Ok(());
+    let manager = &ctx.settings.field_manager;
+    if ctx
+        .apply_status(obj, ns, obj.status.as_ref(), &status, CONTROLLER, manager)
+        .await?
+    {
+        report_transitions(obj, ctx, &status).await;
     }
-    let api: Api<GuestAttestationExtension> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = serde_json::json!({
-        "apiVersion": "guestattestation.dev/v1alpha1",
-        "kind": "GuestAttestationExtension",
-        "status": status,
-    });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(&ctx.settings.field_manager).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    ctx.metrics.status_writes.get_or_create(&labels).inc();
-    report_transitions(obj, ctx, &status).await;
     Ok(())
 }
 

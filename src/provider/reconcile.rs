@@ -15,7 +15,7 @@
 //! backs off. Findings that retrying cannot change (a malformed or rejected policy, a missing
 //! ConfigMap, a missing provider under Observe) are reported in status and are not errors.
 
-use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -43,10 +43,12 @@ use crate::azure::{
     AttestationProvider as AzureProvider, AzureApi, AzureClients, PolicySigner, ProviderId, Toggle,
     TrustModel, policy_token_hash,
 };
+use crate::controller::companions::Companions;
+use crate::controller::memory::Store;
 use crate::controller::{self as shared, Context};
 use crate::crd::provider::AttestationProviderStatus;
 use crate::crd::{AttestationProvider, GuestAttestationExtension, ManagementPolicy};
-use crate::metrics::{ControllerLabels, FailureLabels};
+use crate::metrics::FailureLabels;
 
 /// The controller's name in metrics, Events and field managers.
 pub const CONTROLLER: &str = "attestationprovider";
@@ -76,8 +78,8 @@ pub struct Memory {
 pub struct ProviderContext<C: AzureClients> {
     /// Shared context.
     pub ctx: Context<C>,
-    /// Per-object memory, keyed by uid.
-    pub memory: Mutex<HashMap<String, Memory>>,
+    /// Per-object memory.
+    pub memory: Store<Memory>,
 }
 
 impl<C: AzureClients> ProviderContext<C> {
@@ -85,31 +87,8 @@ impl<C: AzureClients> ProviderContext<C> {
     pub fn new(ctx: Context<C>) -> Self {
         Self {
             ctx,
-            memory: Mutex::new(HashMap::new()),
+            memory: Store::default(),
         }
-    }
-
-    fn remembered(&self, uid: &str) -> Memory {
-        self.memory
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(uid)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn remember(&self, uid: &str, m: Memory) {
-        self.memory
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(uid.to_owned(), m);
-    }
-
-    fn forget(&self, uid: &str) {
-        self.memory
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(uid);
     }
 }
 
@@ -208,12 +187,12 @@ async fn apply<C: AzureClients>(
             ),
         };
     // 3. policy
-    let mut memory = pctx.remembered(&uid);
+    let mut memory = pctx.memory.get(&uid);
     let (policy, failure) = match failure {
         Some(e) => (Policy::EndpointNotReady, Some(e)),
         None => ensure_policy(obj, ctx, ns, &azure, &endpoint, &mut memory, &mut notices).await,
     };
-    pctx.remember(&uid, memory);
+    pctx.memory.put(&uid, memory);
     // 4. status
     write_status(obj, ctx, ns, &endpoint, &policy, notices).await?;
     // 5. requeue
@@ -662,38 +641,16 @@ async fn apply_status<C: AzureClients>(
     mut notices: Vec<Notice>,
 ) -> Result<(), Error> {
     notices.extend(status::notices(obj.status.as_ref(), &status));
-    let labels = ControllerLabels {
-        controller: CONTROLLER,
-    };
-    let written = if obj.status.as_ref() == Some(&status) {
-        ctx.metrics
-            .status_writes_skipped
-            .get_or_create(&labels)
-            .inc();
-        Ok(())
-    } else {
-        let api: Api<AttestationProvider> = Api::namespaced(ctx.client.clone(), ns);
-        let patch = serde_json::json!({
-            "apiVersion": "guestattestation.dev/v1alpha1",
-            "kind": "AttestationProvider",
-            "status": status,
-        });
-        let manager = format!("{}/{CONTROLLER}/status", ctx.settings.field_manager);
-        api.patch_status(
-            &obj.name_any(),
-            &PatchParams::apply(&manager).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map(|_| {
-            ctx.metrics.status_writes.get_or_create(&labels).inc();
-        })
-    };
+    let manager = format!("{}/{CONTROLLER}/status", ctx.settings.field_manager);
+    let written = ctx
+        .apply_status(obj, ns, obj.status.as_ref(), &status, CONTROLLER, &manager)
+        .await;
     // Events are published even when the write failed: they report what was done in Azure.
     for n in notices {
         publish(obj, ctx, n.warning, n.reason, &n.note, "Reconcile").await;
     }
-    Ok(written?)
+    written?;
+    Ok(())
 }
 
 async fn publish<C: AzureClients>(
@@ -939,7 +896,7 @@ async fn release<C: AzureClients>(
         "Delete",
     )
     .await;
-    pctx.forget(&obj.uid().unwrap_or_default());
+    pctx.memory.forget(&obj.uid().unwrap_or_default());
     Ok(Action::await_change())
 }
 
@@ -1001,6 +958,7 @@ pub async fn run<C: AzureClients>(
         .modify(shared::strip_for_cache)
         .reflect(writer)
         .touched_objects();
+    let _companions = Companions::start(&pctx, |c| &c.memory, None, &reader);
     let cm_store = reader.clone();
     // Metadata only: a ConfigMap's content never enters memory, yet every change bumps its
     // resourceVersion and so arrives here.

@@ -7,7 +7,7 @@ use azure_emulator::{
     IsolatedVmAttestationConfiguration, VmSpec,
 };
 use guest_attestation_operator::{
-    azure::Azure,
+    azure::{Azure, AzureConfig, BucketSpec, RateLimits},
     controller::Settings,
     crd::{AttestationStatus, ConditionStatus, GuestAttestationExtension},
     extension::{ExtensionContext, FINALIZER, run},
@@ -54,12 +54,26 @@ async fn harness(prefix: &str) -> Harness {
 }
 
 async fn harness_with(prefix: &str, settings: Settings) -> Harness {
+    harness_tuned(prefix, settings, |c| c).await
+}
+
+/// A harness whose Azure configuration `tune` adjusts.
+async fn harness_tuned(
+    prefix: &str,
+    settings: Settings,
+    tune: impl FnOnce(AzureConfig) -> AzureConfig,
+) -> Harness {
     let env = support::env();
     let client = env.client().await;
     let ns = support::namespace(&client, prefix).await;
     az::credentials_secret(&client, &ns).await;
     let emu = az::emulator().await;
-    let (ctx, metrics) = az::context(client.clone(), &emu, settings, "guestattestationextension");
+    let (ctx, metrics) = az::context_with(
+        client.clone(),
+        tune(az::azure_config(&emu)),
+        settings,
+        "guestattestationextension",
+    );
     let ectx: Arc<ExtensionContext<Azure>> = Arc::new(ExtensionContext::new(ctx));
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(run(ectx, Some(ns.clone()), async move {
@@ -374,6 +388,75 @@ async fn deploys_the_documented_extension() {
 
     h.wait_event("win-vm", "Normal", "Deploying").await;
     h.wait_event("win-vm", "Normal", "Deployed").await;
+}
+
+/// A fleet that wants more reads than the budget gives: each look waits for its booked reads in
+/// the requeue queue rather than in a reconcile slot, so every extension deploys, and no look is
+/// started twice (each machine, VM instance and cluster is read once per VM).
+#[tokio::test]
+async fn a_fleet_over_the_read_budget_deploys_with_each_look_done_once() {
+    const VMS: usize = 12;
+    // Eight looks at once want 32 reads: 8 s of a 4 reads/s budget, longer than a call may wait.
+    let settings = Settings {
+        concurrency: 8,
+        ..settings()
+    };
+    let h = harness_tuned("gae-budget", settings, |mut c| {
+        c.rate_limits = RateLimits {
+            reads: BucketSpec {
+                per_second: 4,
+                burst: 4,
+            },
+            ..RateLimits::default()
+        };
+        c
+    })
+    .await;
+    let cluster = h.cluster("c1", true);
+    let mut machines = Vec::new();
+    for i in 0..VMS {
+        let name = format!("vm-{i:02}");
+        let m = h.vm(&name, "Windows", trusted_vm());
+        h.create(&name, &m, json!({"clusterId": cluster})).await;
+        machines.push((name, m));
+    }
+    // About 10 reads per VM at 4/s: 30 s at best.
+    support::wait_for(
+        "every extension Ready",
+        Duration::from_secs(120),
+        || async {
+            let list = h.api().list(&kube::api::ListParams::default()).await.unwrap();
+            list.items.len() == VMS
+                && list
+                    .items
+                    .iter()
+                    .all(|o| condition(o, "Ready").is_some_and(|c| c.0 == ConditionStatus::True))
+        },
+    )
+    .await;
+    for (name, m) in &machines {
+        assert_eq!(h.extension_writes(m), 1, "{name}: one PUT");
+        let machine_reads = h.reads_ending(&format!("/machines/{name}"));
+        assert_eq!(
+            machine_reads, 1,
+            "{name}: the machine read {machine_reads} times"
+        );
+    }
+    let clusters = h
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.to_ascii_lowercase().contains("/clusters/"))
+        .count();
+    assert_eq!(clusters, VMS, "one cluster read per look");
+    let encoded = h.metrics.encode();
+    assert!(
+        encoded
+            .lines()
+            .any(|l| l.starts_with("guest_attestation_azure_holds_total")
+                && l.contains("rate_limit")),
+        "the budget was saturated (looks waited for their reads):\n{encoded}"
+    );
 }
 
 #[tokio::test]

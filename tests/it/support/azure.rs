@@ -63,12 +63,19 @@ pub fn context(
     settings: Settings,
     controller: &str,
 ) -> (Context<Azure>, Arc<Metrics>) {
+    context_with(client, azure_config(emu), settings, controller)
+}
+
+/// [`context`] with an Azure configuration of the test's own (made from [`azure_config`]).
+pub fn context_with(
+    client: Client,
+    config: AzureConfig,
+    settings: Settings,
+    controller: &str,
+) -> (Context<Azure>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
-    let azure = Azure::with_metrics(
-        azure_config(emu),
-        Arc::new(AzureMetricsAdapter(metrics.clone())),
-    )
-    .expect("azure client");
+    let azure = Azure::with_metrics(config, Arc::new(AzureMetricsAdapter(metrics.clone())))
+        .expect("azure client");
     (
         Context::new(client, azure, settings, metrics.clone(), controller),
         metrics,
