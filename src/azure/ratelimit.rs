@@ -458,10 +458,7 @@ mod tests {
         let half = at / 2;
         let rest = at.saturating_sub(half);
         tokio::time::advance(half).await;
-        assert_eq!(
-            booked(&l.admit(&k, &holder, 4, Duration::ZERO)),
-            rest
-        );
+        assert_eq!(booked(&l.admit(&k, &holder, 4, Duration::ZERO)), rest);
         let (last, last_at) = *waits.last().unwrap();
         let newcomer = booked(&l.admit(&k, "new", 4, PATIENCE));
         assert_eq!(

@@ -9,7 +9,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Parser, ValueEnum};
 use url::Url;
 
-use crate::azure::{AzureConfig, CloudEndpoints};
+use crate::azure::{AzureConfig, BucketSpec, CloudEndpoints, RateLimits};
 use crate::controller::Settings;
 
 /// Log output format.
@@ -180,6 +180,26 @@ pub struct Config {
     /// Whole-request timeout of Azure requests.
     #[arg(long, env = "GAO_AZURE_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION", help_heading = "Azure")]
     pub azure_request_timeout: Duration,
+
+    /// Client-side limit of ARM reads (GET) per second, per principal and subscription. The
+    /// default is half of ARM's documented refill (25/s), so the operator leaves room for other
+    /// callers; above the refill Azure answers 429, which the client honours. Refresh intervals
+    /// are raised so a fleet's steady reads use at most half of this (docs/performance.md).
+    #[arg(long, env = "GAO_ARM_READ_QPS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=1000), help_heading = "Azure")]
+    pub arm_read_qps: u32,
+
+    /// ARM reads that may go at once after a quiet period (the read bucket's size).
+    #[arg(long, env = "GAO_ARM_READ_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000), help_heading = "Azure")]
+    pub arm_read_burst: u32,
+
+    /// Client-side limit of ARM writes (PUT, PATCH, POST) and, separately, deletes per second,
+    /// per principal and subscription (default: half of ARM's documented 10/s).
+    #[arg(long, env = "GAO_ARM_WRITE_QPS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000), help_heading = "Azure")]
+    pub arm_write_qps: u32,
+
+    /// ARM writes (and deletes) that may go at once after a quiet period.
+    #[arg(long, env = "GAO_ARM_WRITE_BURST", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000), help_heading = "Azure")]
+    pub arm_write_burst: u32,
 
     /// api-version of Microsoft.Attestation/attestationProviders (default 2021-06-01).
     #[arg(
@@ -411,6 +431,7 @@ impl Config {
             connect_timeout: self.azure_connect_timeout,
             request_timeout: self.azure_request_timeout,
             operation_timeout: self.operation_timeout,
+            rate_limits: self.rate_limits(),
             ..AzureConfig::default()
         };
         if let Some(base) = &self.azure_endpoint {
@@ -443,6 +464,22 @@ impl Config {
                 .with_ca_bundle_file(path)
                 .map_err(ConfigError::CaFile),
             None => Ok(config),
+        }
+    }
+
+    /// The client-side ARM token buckets.
+    pub fn rate_limits(&self) -> RateLimits {
+        let writes = BucketSpec {
+            per_second: self.arm_write_qps,
+            burst: self.arm_write_burst,
+        };
+        RateLimits {
+            reads: BucketSpec {
+                per_second: self.arm_read_qps,
+                burst: self.arm_read_burst,
+            },
+            writes,
+            deletes: writes,
         }
     }
 
@@ -562,8 +599,29 @@ mod tests {
         assert_eq!(s.reconcile_timeout, Duration::from_secs(60));
         assert_eq!(s.instance.as_deref(), Some("me"));
         let a = c.azure_config().unwrap();
+        assert_eq!(a.rate_limits, RateLimits::default());
         assert_eq!(a.cloud, CloudEndpoints::public());
         assert_eq!(a.api_versions.vm_instances, "2025-06-01-preview");
+    }
+
+    #[test]
+    fn arm_rate_limits_are_flags() {
+        let c = parse(&[
+            "--arm-read-qps",
+            "200",
+            "--arm-read-burst",
+            "400",
+            "--arm-write-qps",
+            "9",
+        ]);
+        let r = c.azure_config().unwrap().rate_limits;
+        assert_eq!((r.reads.per_second, r.reads.burst), (200, 400));
+        assert_eq!((r.writes.per_second, r.writes.burst), (9, 50));
+        assert_eq!(r.deletes, r.writes);
+        for bad in [["--arm-read-qps", "0"], ["--arm-write-burst", "0"]] {
+            let err = Config::try_parse_from(["x", bad[0], bad[1]]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ use self::leader::{Elector, LeaseSettings, Term};
 use self::server::{Phase, State};
 use self::status_metrics::StatusMetrics;
 use crate::azure::Azure;
+use crate::controller::fleet::Fleet;
 use crate::metrics::{AzureMetricsAdapter, Metrics};
 
 /// Why the operator stopped other than by a signal.
@@ -188,7 +189,7 @@ async fn operate(
         azure: SharedAzure(Arc::new(azure)),
         settings: config.settings(identity),
         metrics,
-        fleet: Arc::default(),
+        fleet: Arc::new(Fleet::new(config.arm_read_qps)),
     };
     let keeper = if config.leader_elect {
         let lease = LeaseSettings {

@@ -425,7 +425,11 @@ async fn a_fleet_over_the_read_budget_deploys_with_each_look_done_once() {
         "every extension Ready",
         Duration::from_secs(120),
         || async {
-            let list = h.api().list(&kube::api::ListParams::default()).await.unwrap();
+            let list = h
+                .api()
+                .list(&kube::api::ListParams::default())
+                .await
+                .unwrap();
             list.items.len() == VMS
                 && list
                     .items
