@@ -42,6 +42,9 @@ ns=bench
 results="${BENCH_RESULTS:-$root/bench/results}"
 mkdir -p "$results"
 command_line="scripts/bench.sh $*"
+# The code measured is the code built now: record it before a run that may last hours.
+commit="$(git -C "$root" rev-parse HEAD)"
+dirty="$( [ -n "$(git -C "$root" status --porcelain -- src emulator charts crds Cargo.toml Cargo.lock)" ] && echo true || echo false )"
 [ -n "${BENCH_MAKE_TARGET:-}" ] && command_line="make $BENCH_MAKE_TARGET ($command_line)"
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -366,8 +369,8 @@ run_one() {
 {
   "n": $n,
   "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
-  "commit": "$(git rev-parse HEAD)",
-  "dirty": $( [ -n "$(git status --porcelain -- src emulator charts crds Cargo.toml Cargo.lock)" ] && echo true || echo false ),
+  "commit": "$commit",
+  "dirty": $dirty,
   "command": "$command_line",
   "machine": {"nproc": $(nproc), "mem_total_kib": $(awk '/^MemTotal:/ { print $2 }' /proc/meminfo), "kernel": "$(uname -r)", "profile": "$profile"},
   "setup": {"arm_read_qps": $qps, "arm_read_burst": $burst, "refresh_interval_s": $refresh, "interval_scale": $scale, "fleet_floor_s": $floor, "effective_interval_s": $interval, "window_intervals": $k, "window_s": $wsec,
