@@ -813,20 +813,23 @@ async fn malformed_responses_give_clear_errors() {
     emu.shutdown().await;
 }
 
-#[tokio::test]
-async fn the_client_side_rate_limit_bounds_the_rate_azure_sees() {
+/// An emulator with vm1 and a client whose ARM reads are limited to `per_second` with `burst`.
+async fn read_limited(per_second: u32, burst: u32) -> (Emulator, Azure, AzureClient) {
     let emu = emulator().await;
     seed(&emu, "vm1");
     let mut cfg = config(&emu);
     cfg.rate_limits = RateLimits {
-        reads: BucketSpec {
-            per_second: 10,
-            burst: 3,
-        },
+        reads: BucketSpec { per_second, burst },
         ..RateLimits::default()
     };
     let azure = Azure::new(cfg).unwrap();
     let client = azure.client_for(sp());
+    (emu, azure, client)
+}
+
+#[tokio::test]
+async fn the_client_side_rate_limit_bounds_the_rate_azure_sees() {
+    let (emu, _azure, client) = read_limited(10, 3).await;
     let m = machine_id("vm1");
     let calls = (0..13).map(|_| client.get_machine(&m));
     for r in futures::future::join_all(calls).await {
@@ -860,18 +863,7 @@ async fn the_client_side_rate_limit_bounds_the_rate_azure_sees() {
 
 #[tokio::test]
 async fn booked_reads_skip_the_queue_and_late_bookings_say_when_to_come_back() {
-    let emu = emulator().await;
-    seed(&emu, "vm1");
-    let mut cfg = config(&emu);
-    cfg.rate_limits = RateLimits {
-        reads: BucketSpec {
-            per_second: 10,
-            burst: 2,
-        },
-        ..RateLimits::default()
-    };
-    let azure = Azure::new(cfg).unwrap();
-    let client = azure.client_for(sp());
+    let (emu, _azure, client) = read_limited(10, 2).await;
     let m = machine_id("vm1");
     let held = |r: Result<AzureClient, Error>| match r {
         Err(Error::Held {
