@@ -100,16 +100,10 @@ pub async fn reconcile<C: AzureClients>(
     obj: Arc<AttestationStatus>,
     sctx: Arc<StatusContext<C>>,
 ) -> Result<Action, Error> {
-    let ctx = &sctx.ctx;
-    let _guard = ctx.metrics.reconcile(CONTROLLER);
-    let timeout = ctx.settings.reconcile_timeout;
-    let result = tokio::time::timeout(timeout, reconcile_inner(&obj, &sctx))
+    let uid = obj.uid().unwrap_or_default();
+    sctx.ctx
+        .reconcile_in_turn(CONTROLLER, &uid, || reconcile_inner(&obj, &sctx))
         .await
-        .map_err(|_| Error::Timeout(timeout))?;
-    if result.is_ok() {
-        ctx.backoff.reset(&obj.uid().unwrap_or_default());
-    }
-    result
 }
 
 async fn reconcile_inner<C: AzureClients>(
@@ -523,8 +517,9 @@ pub async fn run<C: AzureClients>(
         &reader,
     );
     Controller::for_stream(stream, reader)
-        .with_config(controller::Config::default().concurrency(settings.concurrency))
-        .graceful_shutdown_on(shutdown)
+        // Unbounded here: reconciles take turns in arrival order in Context::reconcile_in_turn.
+        .with_config(controller::Config::default().concurrency(0))
+        .graceful_shutdown_on(sctx.ctx.closing_turns(shutdown))
         .run(reconcile, error_policy, sctx)
         .for_each(|_| std::future::ready(()))
         .await;

@@ -4,10 +4,16 @@
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
 use k8s_openapi::api::core::v1::Secret;
+use std::future::Future;
+
+use super::turns::Turns;
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
-    runtime::events::{Recorder, Reporter},
+    runtime::{
+        controller::Action,
+        events::{Recorder, Reporter},
+    },
 };
 
 use crate::azure::{AzureClients, Credentials, Secret as SecretValue};
@@ -17,7 +23,8 @@ use crate::metrics::Metrics;
 /// Operator settings that shape the controllers.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Reconciles at once per controller (never 0, which kube reads as unbounded).
+    /// Reconciles running at once per controller; the others wait their turn (first come,
+    /// first served).
     pub concurrency: u16,
     /// Watch list page size.
     pub page_size: u32,
@@ -146,6 +153,8 @@ pub struct Context<C: AzureClients> {
     pub backoff: Backoff,
     /// The fleet's size, shared by the controllers, to raise intervals to the read budget.
     pub fleet: Arc<super::fleet::Fleet>,
+    /// Reconciles take turns here (see [`Context::reconcile_in_turn`]).
+    turns: Turns,
 }
 
 impl<C: AzureClients> Context<C> {
@@ -162,6 +171,7 @@ impl<C: AzureClients> Context<C> {
             instance: settings.instance.clone(),
         };
         Self {
+            turns: Turns::new(settings.concurrency),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             azure,
@@ -170,6 +180,44 @@ impl<C: AzureClients> Context<C> {
             backoff: Backoff::default(),
             fleet: Arc::default(),
         }
+    }
+
+    /// Runs one reconcile when its turn comes ([`Turns`]: at most `--concurrency` at once, first
+    /// come, first served). `work` is built only once the turn has come, so a waiting reconcile
+    /// holds no more than its handles. The reconcile is counted, bounded by the reconcile
+    /// timeout, and resets the object's backoff when it succeeds. Once the controller is
+    /// stopping, waiting reconciles return without running.
+    pub async fn reconcile_in_turn<F, Fut, E>(
+        &self,
+        controller: &'static str,
+        uid: &str,
+        work: F,
+    ) -> Result<Action, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Action, E>>,
+        E: From<Error>,
+    {
+        let Some(_turn) = self.turns.take().await else {
+            return Ok(Action::await_change());
+        };
+        let _guard = self.metrics.reconcile(controller);
+        let timeout = self.settings.reconcile_timeout;
+        let result = Box::pin(tokio::time::timeout(timeout, work()))
+            .await
+            .map_err(|_| Error::Timeout(timeout))?;
+        if result.is_ok() {
+            self.backoff.reset(uid);
+        }
+        result
+    }
+
+    /// `shutdown`, after which no more turns are given (see [`Turns::closing`]).
+    pub fn closing_turns<S>(&self, shutdown: S) -> impl Future<Output = ()> + Send + Sync + 'static
+    where
+        S: Future<Output = ()> + Send + Sync + 'static,
+    {
+        self.turns.closing(shutdown)
     }
 
     /// `interval` (already scaled), raised to what the fleet's size allows within the read

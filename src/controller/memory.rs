@@ -12,17 +12,28 @@ use kube::{Resource, ResourceExt};
 /// How often memory of objects no longer cached is dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
 
+/// The uids a controller's cache holds now.
+type LiveUids = Box<dyn Fn() -> Vec<String> + Send + Sync>;
+
 /// Per-uid memory of type `M`.
-#[derive(Debug)]
 pub struct Store<M> {
     map: Mutex<HashMap<String, M>>,
+    /// One per watched namespace: a controller runs once per namespace with one memory.
+    caches: Mutex<Vec<LiveUids>>,
 }
 
 impl<M> Default for Store<M> {
     fn default() -> Self {
         Store {
             map: Mutex::new(HashMap::new()),
+            caches: Mutex::new(Vec::new()),
         }
+    }
+}
+
+impl<M> std::fmt::Debug for Store<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
     }
 }
 
@@ -51,6 +62,26 @@ impl<M: Clone + Default> Store<M> {
         self.lock().retain(|uid, _| live.contains(uid));
     }
 
+    /// Adds a cache whose objects count as live when pruning.
+    pub fn add_cache(&self, uids: impl Fn() -> Vec<String> + Send + Sync + 'static) {
+        self.caches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(uids));
+    }
+
+    /// Forgets the objects in none of the caches.
+    pub fn prune_now(&self) {
+        let live: HashSet<String> = self
+            .caches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .flat_map(|uids| uids())
+            .collect();
+        self.retain(&live);
+    }
+
     /// How many objects are remembered.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -62,19 +93,20 @@ impl<M: Clone + Default> Store<M> {
     }
 }
 
-/// Every few minutes, forgets the objects no longer in `reader` (deleted ones get no reconcile to say so).
-/// Runs until aborted.
+/// Adds `reader` to the caches of `store`, then every few minutes forgets the objects in none of
+/// them (deleted ones get no reconcile to say so). Runs until aborted.
 pub async fn prune<K, M>(store: &Store<M>, reader: reflector::Store<K>)
 where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
     M: Clone + Default,
 {
+    store.add_cache(move || reader.state().iter().filter_map(|o| o.uid()).collect());
     let mut tick = tokio::time::interval(PRUNE_EVERY);
+    tick.tick().await;
     loop {
         tick.tick().await;
-        let live: HashSet<String> = reader.state().iter().filter_map(|o| o.uid()).collect();
-        store.retain(&live);
+        store.prune_now();
     }
 }
 
@@ -96,5 +128,17 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s.get("b"), 0);
         assert_eq!(s.get("c"), 3);
+    }
+
+    #[test]
+    fn pruning_keeps_what_any_namespace_cache_holds() {
+        let s: Store<u32> = Store::default();
+        for (uid, v) in [("ns1-a", 1), ("ns2-b", 2), ("gone", 3)] {
+            s.put(uid, v);
+        }
+        s.add_cache(|| vec!["ns1-a".to_owned()]);
+        s.add_cache(|| vec!["ns2-b".to_owned()]);
+        s.prune_now();
+        assert_eq!((s.get("ns1-a"), s.get("ns2-b"), s.len()), (1, 2, 2));
     }
 }

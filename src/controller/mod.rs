@@ -7,6 +7,7 @@ pub mod context;
 pub mod duration;
 pub mod fleet;
 pub mod memory;
+pub mod turns;
 
 pub use context::{Context, Error, Settings};
 

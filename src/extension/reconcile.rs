@@ -20,7 +20,7 @@
 //! follows the deletion until Azure confirms it gone, and gives up (releasing, with a Warning)
 //! when no progress is possible within `Settings::operation_timeout` of the deletion request.
 
-use std::{sync::Arc, time::Duration, time::SystemTime};
+use std::{collections::HashMap, sync::Arc, time::Duration, time::SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
@@ -98,6 +98,9 @@ pub struct ExtensionContext<C: AzureClients> {
     pub ctx: Context<C>,
     /// Per-object memory.
     pub memory: Store<Memory>,
+    /// The watch caches of the owned AttestationStatuses, per watched namespace (`None`: all),
+    /// once `run` has started them.
+    statuses: std::sync::Mutex<HashMap<Option<String>, reflector::Store<AttestationStatus>>>,
 }
 
 impl<C: AzureClients> ExtensionContext<C> {
@@ -106,7 +109,20 @@ impl<C: AzureClients> ExtensionContext<C> {
         Self {
             ctx,
             memory: Store::default(),
+            statuses: std::sync::Mutex::default(),
         }
+    }
+
+    /// The AttestationStatus cache that covers `ns`.
+    fn statuses_of(&self, ns: &str) -> Option<reflector::Store<AttestationStatus>> {
+        let caches = self
+            .statuses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        caches
+            .get(&Some(ns.to_owned()))
+            .or_else(|| caches.get(&None))
+            .cloned()
     }
 }
 
@@ -143,19 +159,15 @@ pub async fn reconcile<C: AzureClients>(
     obj: Arc<GuestAttestationExtension>,
     ectx: Arc<ExtensionContext<C>>,
 ) -> Result<Action, Error> {
-    let ctx = &ectx.ctx;
-    let _guard = ctx.metrics.reconcile(CONTROLLER);
-    let ns = obj
-        .namespace()
-        .ok_or(crate::controller::Error::NoNamespace)?;
-    let timeout = ctx.settings.reconcile_timeout;
-    let result = tokio::time::timeout(timeout, dispatch(&obj, &ectx, &ns))
+    let uid = obj.uid().unwrap_or_default();
+    ectx.ctx
+        .reconcile_in_turn(CONTROLLER, &uid, || async {
+            let ns = obj
+                .namespace()
+                .ok_or(crate::controller::Error::NoNamespace)?;
+            dispatch(&obj, &ectx, &ns).await
+        })
         .await
-        .map_err(|_| crate::controller::Error::Timeout(timeout))?;
-    if result.is_ok() {
-        ctx.backoff.reset(&obj.uid().unwrap_or_default());
-    }
-    result
 }
 
 /// The finalizer: added before anything is written to Azure, removed only when cleanup says the
@@ -809,6 +821,7 @@ async fn ensure_children<C: AzureClients>(
         obj,
         ns,
         extension_exists,
+        ectx.statuses_of(ns).as_ref(),
     )
     .await?;
     match outcome {
@@ -896,6 +909,21 @@ pub async fn run<C: AzureClients>(
         )),
         &reader,
     );
+    // The owned AttestationStatuses, cached without their status (ensure_children reads the
+    // owner reference and the spec only), so the cache stays small at fleet size.
+    let (statuses_reader, statuses_writer) = reflector::store();
+    let status_stream = watcher(statuses, config())
+        .default_backoff()
+        .modify(|a: &mut AttestationStatus| {
+            crate::controller::strip_for_cache(a);
+            a.status = None;
+        })
+        .reflect(statuses_writer)
+        .touched_objects();
+    ectx.statuses
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(namespace.clone(), statuses_reader);
     let store = reader.clone();
     let referencing = move |provider: AttestationProvider| {
         let (ns, name) = (provider.namespace(), provider.name_any());
@@ -909,10 +937,11 @@ pub async fn run<C: AzureClients>(
             .collect::<Vec<_>>()
     };
     Controller::for_stream(stream, reader)
-        .owns(statuses, config())
+        .owns_stream(status_stream)
         .watches(providers, config(), referencing)
-        .with_config(controller::Config::default().concurrency(settings.concurrency))
-        .graceful_shutdown_on(shutdown)
+        // Unbounded here: reconciles take turns in arrival order in Context::reconcile_in_turn.
+        .with_config(controller::Config::default().concurrency(0))
+        .graceful_shutdown_on(ectx.ctx.closing_turns(shutdown))
         .run(reconcile, error_policy, ectx)
         .for_each(|_| std::future::ready(()))
         .await;

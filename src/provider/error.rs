@@ -27,9 +27,6 @@ pub enum Error {
     /// The object has no namespace (the kind is namespaced).
     #[error("object has no namespace")]
     NoNamespace,
-    /// The reconcile took longer than its bound.
-    #[error("reconcile timed out after {0:?}")]
-    Timeout(Duration),
 }
 
 impl Error {
@@ -45,7 +42,6 @@ impl Error {
             Self::Context(e) => e.reason(),
             Self::Azure { source, .. } => azure_reason::reason(source),
             Self::NoNamespace => "NoNamespace",
-            Self::Timeout(_) => "ReconcileTimeout",
         }
     }
 

@@ -98,16 +98,10 @@ pub async fn reconcile<C: AzureClients>(
     obj: Arc<AttestationProvider>,
     pctx: Arc<ProviderContext<C>>,
 ) -> Result<Action, Error> {
-    let ctx = &pctx.ctx;
-    let _guard = ctx.metrics.reconcile(CONTROLLER);
-    let timeout = ctx.settings.reconcile_timeout;
-    let result = tokio::time::timeout(timeout, reconcile_inner(&obj, &pctx))
+    let uid = obj.uid().unwrap_or_default();
+    pctx.ctx
+        .reconcile_in_turn(CONTROLLER, &uid, || reconcile_inner(&obj, &pctx))
         .await
-        .map_err(|_| Error::Timeout(timeout))?;
-    if result.is_ok() {
-        ctx.backoff.reset(&obj.uid().unwrap_or_default());
-    }
-    result
 }
 
 async fn reconcile_inner<C: AzureClients>(
@@ -981,8 +975,9 @@ pub async fn run<C: AzureClients>(
         .watches_stream(gae_stream, move |gae| {
             triggers::deleting_provider_held_by(&gae_store.state(), &gae)
         })
-        .with_config(controller::Config::default().concurrency(settings.concurrency))
-        .graceful_shutdown_on(shutdown)
+        // Unbounded here: reconciles take turns in arrival order in Context::reconcile_in_turn.
+        .with_config(controller::Config::default().concurrency(0))
+        .graceful_shutdown_on(pctx.ctx.closing_turns(shutdown))
         .run(reconcile, error_policy, pctx)
         .for_each(|_| std::future::ready(()))
         .await;

@@ -54,8 +54,8 @@ pub struct Config {
     pub crd_timeout: Duration,
 
     // ----- Controllers -----
-    /// Reconciles at once, per controller and watched namespace (never 0: kube reads 0 as
-    /// unbounded).
+    /// Reconciles running at once per controller (all its namespaces together); the others wait their
+    /// turn, first come, first served.
     #[arg(long, env = "GAO_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256), help_heading = "Controllers")]
     pub concurrency: u16,
 
