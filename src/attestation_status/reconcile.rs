@@ -21,7 +21,7 @@ use kube::{
         reflector, watcher,
     },
 };
-use tracing::{info, instrument, warn};
+use tracing::{info, warn};
 
 use super::assess::{AttestationFacts, Observation, VmFacts};
 use super::render::{Failure, Input, render};
@@ -95,14 +95,12 @@ fn parse_spec(obj: &AttestationStatus) -> Result<Spec, String> {
 }
 
 /// Reconciles one AttestationStatus.
-#[instrument(skip_all, fields(namespace = obj.namespace(), name = obj.name_any(), generation = obj.metadata.generation))]
 pub async fn reconcile<C: AzureClients>(
     obj: Arc<AttestationStatus>,
     sctx: Arc<StatusContext<C>>,
 ) -> Result<Action, Error> {
-    let uid = obj.uid().unwrap_or_default();
     sctx.ctx
-        .reconcile_in_turn(CONTROLLER, &uid, || reconcile_inner(&obj, &sctx))
+        .reconcile_in_turn(CONTROLLER, &*obj, || reconcile_inner(&obj, &sctx))
         .await
 }
 

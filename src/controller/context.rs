@@ -6,6 +6,8 @@ use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 use k8s_openapi::api::core::v1::Secret;
 use std::future::Future;
 
+use tracing::Instrument;
+
 use super::turns::Turns;
 use kube::{
     Api, Client,
@@ -187,13 +189,14 @@ impl<C: AzureClients> Context<C> {
     /// holds no more than its handles. The reconcile is counted, bounded by the reconcile
     /// timeout, and resets the object's backoff when it succeeds. Once the controller is
     /// stopping, waiting reconciles return without running.
-    pub async fn reconcile_in_turn<F, Fut, E>(
+    pub async fn reconcile_in_turn<K, F, Fut, E>(
         &self,
         controller: &'static str,
-        uid: &str,
+        obj: &K,
         work: F,
     ) -> Result<Action, E>
     where
+        K: kube::Resource,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Action, E>>,
         E: From<Error>,
@@ -201,13 +204,21 @@ impl<C: AzureClients> Context<C> {
         let Some(_turn) = self.turns.take().await else {
             return Ok(Action::await_change());
         };
+        // The span too is made only now: thousands of reconciles may be waiting.
+        let meta = obj.meta();
+        let span = tracing::info_span!(
+            "reconcile",
+            namespace = meta.namespace.as_deref(),
+            name = meta.name.as_deref(),
+            generation = meta.generation,
+        );
         let _guard = self.metrics.reconcile(controller);
         let timeout = self.settings.reconcile_timeout;
-        let result = Box::pin(tokio::time::timeout(timeout, work()))
+        let result = Box::pin(tokio::time::timeout(timeout, work()).instrument(span))
             .await
             .map_err(|_| Error::Timeout(timeout))?;
         if result.is_ok() {
-            self.backoff.reset(uid);
+            self.backoff.reset(meta.uid.as_deref().unwrap_or_default());
         }
         result
     }

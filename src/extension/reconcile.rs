@@ -35,7 +35,7 @@ use kube::{
         watcher,
     },
 };
-use tracing::{instrument, warn};
+use tracing::warn;
 
 use super::children;
 use super::compare::{self, Assessment};
@@ -154,14 +154,12 @@ impl Error {
 type StepResult = Result<Action, crate::controller::Error>;
 
 /// Reconciles one GuestAttestationExtension.
-#[instrument(skip_all, fields(namespace = obj.namespace(), name = obj.name_any(), generation = obj.metadata.generation))]
 pub async fn reconcile<C: AzureClients>(
     obj: Arc<GuestAttestationExtension>,
     ectx: Arc<ExtensionContext<C>>,
 ) -> Result<Action, Error> {
-    let uid = obj.uid().unwrap_or_default();
     ectx.ctx
-        .reconcile_in_turn(CONTROLLER, &uid, || async {
+        .reconcile_in_turn(CONTROLLER, &*obj, || async {
             let ns = obj
                 .namespace()
                 .ok_or(crate::controller::Error::NoNamespace)?;

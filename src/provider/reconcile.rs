@@ -30,7 +30,7 @@ use kube::{
         reflector, watcher,
     },
 };
-use tracing::{info, instrument, warn};
+use tracing::{info, warn};
 
 use super::deletion::{self, Cleanup, Released};
 use super::desired::{self, ClusterProblem, OnMissing, PolicySource, Resolved, Target};
@@ -93,14 +93,12 @@ impl<C: AzureClients> ProviderContext<C> {
 }
 
 /// Reconciles one AttestationProvider.
-#[instrument(skip_all, fields(namespace = obj.namespace(), name = obj.name_any(), generation = obj.metadata.generation))]
 pub async fn reconcile<C: AzureClients>(
     obj: Arc<AttestationProvider>,
     pctx: Arc<ProviderContext<C>>,
 ) -> Result<Action, Error> {
-    let uid = obj.uid().unwrap_or_default();
     pctx.ctx
-        .reconcile_in_turn(CONTROLLER, &uid, || reconcile_inner(&obj, &pctx))
+        .reconcile_in_turn(CONTROLLER, &*obj, || reconcile_inner(&obj, &pctx))
         .await
 }
 
