@@ -27,7 +27,7 @@ mod metrics;
 mod models;
 mod ratelimit;
 
-pub use arm::{Lro, LroKind, LroOutput, LroPoll};
+pub use arm::{GET_VM_INSTANCE, Lro, LroKind, LroOutput, LroPoll};
 pub use auth::{Credentials, Secret};
 pub use client::{Azure, AzureClient};
 pub use cloud::{ApiVersions, AzureConfig, CloudEndpoints, DEFAULT_IMDS_ENDPOINT};

@@ -240,7 +240,7 @@ async fn poll<C: AzureClients>(
             operation,
             ..
         })) => {
-            if operation == VM_READ {
+            if operation == crate::azure::GET_VM_INSTANCE {
                 // The booking did not cover the VM read: book it next time.
                 memory.vm = None;
             }
@@ -281,9 +281,6 @@ fn failing_since(obj: &AttestationStatus) -> Option<Timestamp> {
 
 /// One poll: the attestationStatus, then the VM instance only when `schedule::vm_read_needed`
 /// says it may matter (else the facts of an earlier read). Returns the VM facts to remember.
-/// The client operation of the VM instance read.
-const VM_READ: &str = "get_vm_instance";
-
 /// The attestation time of the last poll, if it had a usable one.
 fn last_attested(observation: Option<&(Observation, Timestamp)>) -> Option<Timestamp> {
     match observation {
@@ -510,7 +507,7 @@ pub async fn run<C: AzureClients>(
         |c| &c.memory,
         Some((
             Arc::clone(&sctx.ctx.fleet),
-            format!("{CONTROLLER}/{}", namespace.as_deref().unwrap_or("*")),
+            crate::controller::scope(CONTROLLER, namespace.as_deref()),
         )),
         &reader,
     );

@@ -26,6 +26,9 @@ use super::models::{
     VmAttestationStatus, VmInstance,
 };
 
+/// The client operation that reads a VM instance, as errors and metrics name it.
+pub const GET_VM_INSTANCE: &str = "get_vm_instance";
+
 /// Which long-running operation a handle follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LroKind {
@@ -280,7 +283,7 @@ impl AzureClient {
     /// Gets the Azure Local VM instance of a machine; `None` if it does not exist.
     pub async fn get_vm_instance(&self, machine: &MachineId) -> Result<Option<VmInstance>, Error> {
         let v = self.core().config.api_versions.vm_instances.clone();
-        self.arm_get("get_vm_instance", &machine.vm_instance_id(), &v)
+        self.arm_get(GET_VM_INSTANCE, &machine.vm_instance_id(), &v)
             .await
     }
 

@@ -201,11 +201,11 @@ impl Request {
         if self.service != Service::Arm {
             return None;
         }
-        Some(RateKey {
-            principal: self.principal.clone(),
-            subscription: self.subscription.clone()?.to_ascii_lowercase(),
-            kind: OpKind::of(&self.method),
-        })
+        Some(RateKey::new(
+            self.principal.clone(),
+            self.subscription.as_deref()?,
+            OpKind::of(&self.method),
+        ))
     }
 }
 
@@ -408,11 +408,7 @@ impl HttpCore {
         reads: u32,
         patience: Duration,
     ) -> Result<Prepaid, Error> {
-        let key = RateKey {
-            principal: principal.clone(),
-            subscription: subscription.to_ascii_lowercase(),
-            kind: OpKind::Read,
-        };
+        let key = RateKey::new(principal.clone(), subscription, OpKind::Read);
         match self.limiter.admit(&key, holder, reads, patience) {
             Admission::Granted { wait, prepaid } => {
                 if !wait.is_zero() {

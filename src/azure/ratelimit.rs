@@ -116,6 +116,17 @@ pub struct RateKey {
     pub kind: OpKind,
 }
 
+impl RateKey {
+    /// The key of `principal`'s `kind` requests in `subscription` (compared in lower case, as ARM does).
+    pub fn new(principal: Arc<str>, subscription: &str, kind: OpKind) -> Self {
+        RateKey {
+            principal,
+            subscription: subscription.to_ascii_lowercase(),
+            kind,
+        }
+    }
+}
+
 /// Entries are dropped once their bucket is full again, when the map grows past this.
 const CLEANUP_THRESHOLD: usize = 4096;
 
@@ -132,6 +143,13 @@ pub struct Prepaid {
 }
 
 impl Prepaid {
+    fn new(key: &RateKey, tokens: u32) -> Self {
+        Prepaid {
+            key: key.clone(),
+            left: AtomicU32::new(tokens),
+        }
+    }
+
     /// Uses one token when `key` is the booked one and any are left.
     pub fn take(&self, key: &RateKey) -> bool {
         *key == self.key
@@ -181,6 +199,28 @@ struct State {
     swept: (usize, Option<Instant>),
 }
 
+impl State {
+    /// The theoretical arrival time of `key`'s next token (now when its bucket is full).
+    fn tat(&self, key: &RateKey, now: Instant) -> Instant {
+        self.tat.get(key).copied().map_or(now, |t| t.max(now))
+    }
+
+    /// How long until `tokens` more tokens of `key` conform: the last of them once it is within the burst
+    /// tolerance of now.
+    fn wait(&self, key: &RateKey, spec: BucketSpec, tokens: u32, now: Instant) -> Duration {
+        let last = self.tat(key, now) + spec.interval() * (tokens - 1);
+        last.saturating_duration_since(now + spec.tolerance())
+    }
+
+    /// Reserves `tokens` tokens of `key` (at least one); returns their [`State::wait`].
+    fn take(&mut self, key: &RateKey, spec: BucketSpec, tokens: u32, now: Instant) -> Duration {
+        let wait = self.wait(key, spec, tokens, now);
+        let next = self.tat(key, now) + spec.interval() * tokens;
+        self.tat.insert(key.clone(), next);
+        wait
+    }
+}
+
 /// The token buckets of all keys.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -210,13 +250,11 @@ impl RateLimiter {
         if state.tat.len() > CLEANUP_THRESHOLD {
             state.tat.retain(|_, tat| *tat > now);
         }
-        let tat = state.tat.get(key).copied().map_or(now, |t| t.max(now));
-        let earliest = now + spec.tolerance();
-        let wait = tat.saturating_duration_since(earliest);
+        let wait = state.wait(key, spec, 1, now);
         if wait > max_wait {
             return Err(wait);
         }
-        state.tat.insert(key.clone(), tat + spec.interval());
+        state.take(key, spec, 1, now);
         Ok(wait)
     }
 
@@ -243,30 +281,15 @@ impl RateLimiter {
             if wait > patience {
                 return Admission::Booked { retry_after: wait };
             }
-            let tokens = b.tokens;
+            let prepaid = Prepaid::new(key, b.tokens);
             state.bookings.remove(&held);
-            return Admission::Granted {
-                wait,
-                prepaid: Prepaid {
-                    key: key.clone(),
-                    left: AtomicU32::new(tokens),
-                },
-            };
+            return Admission::Granted { wait, prepaid };
         }
-        let tat = state.tat.get(key).copied().map_or(now, |t| t.max(now));
-        // The last of the tokens conforms once it is within the burst tolerance of now.
-        let last = tat + spec.interval() * (tokens - 1);
-        let wait = last.saturating_duration_since(now + spec.tolerance());
-        state
-            .tat
-            .insert(key.clone(), tat + spec.interval() * tokens);
+        let wait = state.take(key, spec, tokens, now);
         if wait <= patience {
             return Admission::Granted {
                 wait,
-                prepaid: Prepaid {
-                    key: key.clone(),
-                    left: AtomicU32::new(tokens),
-                },
+                prepaid: Prepaid::new(key, tokens),
             };
         }
         state.bookings.insert(

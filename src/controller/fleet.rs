@@ -2,9 +2,10 @@
 //! AttestationStatus and GuestAttestationExtension costs about one ARM read per interval in
 //! steady state (T5, plus 25 % for the occasional VM-instance and full-look reads), and steady
 //! reads may use half of the client's read budget (`--arm-read-qps`, 12/s by default), so a fleet
-//! of N objects needs an interval of at least N × 1.25 / 6 s at the default. The other half is kept for change: deployments, repairs and new
-//! objects. Without the floor a large fleet's refreshes queue behind the rate limiter and new
-//! objects starve (the first fleet benchmark: 59 of 100 extensions deployed after 3 minutes).
+//! of N objects needs an interval of at least N × 1.25 / 6 s at the default. The other half is
+//! kept for change: deployments, repairs and new objects. Without the floor a large fleet's
+//! refreshes queue behind the rate limiter and new objects starve (the first fleet benchmark: 59
+//! of 100 extensions deployed after 3 minutes).
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 

@@ -11,6 +11,12 @@ pub mod turns;
 
 pub use context::{Context, Error, Settings};
 
+/// The name of one controller's run in one namespace (`*`: all namespaces), e.g.
+/// `attestationstatus/team-a`: the key of its fleet count and the name of its task.
+pub fn scope(controller: &str, namespace: Option<&str>) -> String {
+    format!("{controller}/{}", namespace.unwrap_or("*"))
+}
+
 /// Drops what the controllers never read before an object enters a cache: managedFields and
 /// the last-applied annotation (the largest parts of a small object).
 pub fn strip_for_cache<K: kube::Resource>(obj: &mut K) {

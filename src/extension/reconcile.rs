@@ -903,7 +903,7 @@ pub async fn run<C: AzureClients>(
         |c| &c.memory,
         Some((
             Arc::clone(&ectx.ctx.fleet),
-            format!("{CONTROLLER}/{}", namespace.as_deref().unwrap_or("*")),
+            crate::controller::scope(CONTROLLER, namespace.as_deref()),
         )),
         &reader,
     );

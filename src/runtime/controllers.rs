@@ -79,8 +79,7 @@ pub fn start(
     shutdown: &ShutdownSignal,
 ) -> Vec<Running> {
     let mut running = Vec::new();
-    let label =
-        |kind: &str, ns: &Option<String>| format!("{kind}/{}", ns.as_deref().unwrap_or("*"));
+    let label = |kind: &str, ns: &Option<String>| crate::controller::scope(kind, ns.as_deref());
 
     // AttestationStatus: mirrors each VM's attestation health.
     let status = Arc::new(crate::attestation_status::StatusContext::new(
