@@ -22,6 +22,10 @@
 #                             default 100). Above the default the run is *accelerated*: it measures
 #                             the operator's own costs at fleet size in less time, and its results
 #                             go to <N>-qps<Q>.json (cold start then scales with the budget)
+#   BENCH_WRITE_QPS=5         the ARM write budget (--arm-write-qps; burst BENCH_WRITE_BURST, default
+#                             50); above the default the results go to <N>-qps<Q>-w<W>.json
+#   BENCH_OPERATOR_WRAP="..." run the operator under this command (e.g. "heaptrack -o DIR/op" for a
+#                             heap profile); RSS and CPU are then those of the wrapper's process
 #   BENCH_PROFILE=release     cargo profile of the binaries
 #   BENCH_OPERATOR_BIN, BENCH_EMULATOR_BIN  use these binaries instead of building (profile "prebuilt")
 #   BENCH_RESULTS=DIR         where the JSON and the table go (default bench/results)
@@ -161,7 +165,8 @@ run_one() {
   local floor_est; floor_est="$(awk -v n="$n" -v q="$qps" 'BEGIN { printf "%d", 2 * n * 1.25 / (q / 2) + 0.999 }')"
   local interval_est=$(( refresh > floor_est ? refresh : floor_est ))
   local cold_est="${BENCH_COLD_EST:-$(( 30 + 8 * n / qps ))}"
-  local name="$n"; [ "$qps" != 12 ] && name="$n-qps$qps"
+  local wqps="${BENCH_WRITE_QPS:-5}" wburst="${BENCH_WRITE_BURST:-50}"
+  local name="$n"; [ "$qps" != 12 ] && name="$n-qps$qps"; [ "$wqps" != 5 ] && name="$name-w$wqps"
   local m="${BENCH_CROSSERS:-$(( n / 10 ))}"; (( m < 5 )) && m=5; (( m > 200 )) && m=200; (( m > n )) && m=$n
   local window=$(( k * interval_est ))
   log "N=$n: refresh interval ${refresh}s (--interval-scale $scale; fleet floor ~${floor_est}s), window ${k} intervals, $m crossers"
@@ -213,10 +218,11 @@ run_one() {
 
   log "starting the operator"
   local t_start; t_start="$(now)"
-  "$operator_bin" --kubeconfig "$w/operator.kubeconfig" --namespace "$ns" --leader-elect=false \
+  local wrap=(); [ -n "${BENCH_OPERATOR_WRAP:-}" ] && read -r -a wrap <<< "$BENCH_OPERATOR_WRAP"
+  "${wrap[@]}" "$operator_bin" --kubeconfig "$w/operator.kubeconfig" --namespace "$ns" --leader-elect=false \
     --identity bench --azure-endpoint "$endpoint" --extra-ca-file "$w/emulator-ca.pem" \
     --interval-scale "$scale" --log-format json --http-bind-address "127.0.0.1:$mport" \
-    --arm-read-qps "$qps" --arm-read-burst "$burst" \
+    --arm-read-qps "$qps" --arm-read-burst "$burst" --arm-write-qps "$wqps" --arm-write-burst "$wburst" \
     > "$w/operator.log" 2>&1 &
   local opid=$!
   pids+=("$opid")
@@ -376,7 +382,7 @@ run_one() {
   "dirty": $dirty,
   "command": "$command_line",
   "machine": {"nproc": $(nproc), "mem_total_kib": $(awk '/^MemTotal:/ { print $2 }' /proc/meminfo), "kernel": "$(uname -r)", "profile": "$profile"},
-  "setup": {"arm_read_qps": $qps, "arm_read_burst": $burst, "refresh_interval_s": $refresh, "interval_scale": $scale, "fleet_floor_s": $floor, "effective_interval_s": $interval, "window_intervals": $k, "window_s": $wsec,
+  "setup": {"arm_read_qps": $qps, "arm_read_burst": $burst, "arm_write_qps": $wqps, "arm_write_burst": $wburst, "refresh_interval_s": $refresh, "interval_scale": $scale, "fleet_floor_s": $floor, "effective_interval_s": $interval, "window_intervals": $k, "window_s": $wsec,
             "crossers": $m, "gae_apply_s": $apply_s, "objects_created_by": "kubectl apply --server-side of N GuestAttestationExtensions; the operator creates the N AttestationStatuses"},
   "cold_start": {"all_ready_s": $cold_s, "all_gae_ready_s": $gae_s, "gae_ready": $gae_ready, "ats_assessed": $ats_ready,
                  "reconciles": $runs_ready, "reconciles_per_s": $rps_cold, "cpu_s": $cpu_ready,
@@ -387,7 +393,7 @@ run_one() {
              "k8s_writes_in_window": $writes_total, "k8s_writes_by_verb_resource": {$writes_by}, "k8s_event_writes": $writes_events,
              "k8s_writes_per_object_excluding_crossers": $wpo,
              "cpu_s_per_interval": $cpu_steady_per_interval},
-  "azure_peak_per_s": {"reads": $peak_reads, "writes": $peak_writes, "client_limit_reads": $qps, "client_burst_reads": $burst, "client_limit_writes": 5, "arm_refill_reads": 25, "arm_refill_writes": 10},
+  "azure_peak_per_s": {"reads": $peak_reads, "writes": $peak_writes, "client_limit_reads": $qps, "client_burst_reads": $burst, "client_limit_writes": $wqps, "arm_refill_reads": 25, "arm_refill_writes": 10},
   "memory": {"rss_steady_mib": $rss_mib, "rss_peak_mib": $hwm_mib, "rss_kib_per_cached_object": $per_obj_kib},
   "cpu_s_total": $cpu_end,
   "stale_flip": {"measured": $flips, "crossed_before_ready": $early, "stale_at_end": $stale_final,
