@@ -50,7 +50,7 @@ pub(super) async fn cleanup<C: AzureClients>(
         .and_then(|t| Duration::try_from(now.duration_since(t.0)).ok())
         .unwrap_or_default();
     let mut memory = ectx.memory.get(&uid);
-    let looked = look(ctx, obj, ns, &machine, memory.op.as_ref()).await;
+    let looked = look(ctx, obj, ns, &machine, memory.op.as_deref()).await;
     let (azure, progress, actual) = match looked {
         Ok(x) => x,
         Err(crate::controller::Error::Kube(e)) => return Err(e.into()),
@@ -99,7 +99,7 @@ pub(super) async fn cleanup<C: AzureClients>(
             Ok(lro) => {
                 let lro = lro.with_deadline(SystemTime::now() + HANDLE_LIFETIME);
                 pace = lro.retry_after();
-                memory.op = Some(Operation::Delete(lro));
+                memory.op = Some(Box::new(Operation::Delete(lro)));
                 memory.delete_attempted = true;
                 publish(
                     ctx,
@@ -157,11 +157,7 @@ async fn look<C: AzureClients>(
             reads,
         )
         .await?;
-    let progress = match op {
-        Some(op) => Some(observe::poll(&azure, op).await?),
-        None => None,
-    };
-    let actual = azure.get_extension(machine, EXTENSION_NAME).await?;
+    let (progress, actual) = observe::progress_and_extension(&azure, machine, op, true).await?;
     Ok((azure, progress, actual))
 }
 
@@ -194,7 +190,7 @@ async fn write_deleting<C: AzureClients>(
     );
     let rest = Rest {
         fields: render::fields(actual),
-        operation_url: memory.op.as_ref().and_then(Operation::status_url),
+        operation_url: memory.op.as_deref().and_then(Operation::status_url),
         ..Rest::of(&old)
     };
     let status = render::status(

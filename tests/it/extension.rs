@@ -472,6 +472,27 @@ async fn owns_a_status_and_writes_nothing_while_azure_matches() {
         .await;
     h.wait_ready("win-vm").await;
 
+    // The poll that saw the PUT succeed read the extension in its final GET; the look reads it
+    // no second time (drift checks come ~15 s apart).
+    let log = h.emu.requests();
+    let last_poll = log
+        .iter()
+        .rfind(|r| r.method == "GET" && r.path.to_ascii_lowercase().contains("/operationstatus/"))
+        .expect("the PUT was polled");
+    let ext_path = format!(
+        "/machines/{}/extensions/guestattestation",
+        win.rsplit('/').next().unwrap().to_ascii_lowercase()
+    );
+    let reads_after = log
+        .iter()
+        .filter(|r| r.seq > last_poll.seq && r.time < last_poll.time + Duration::from_secs(5))
+        .filter(|r| r.method == "GET" && r.path.to_ascii_lowercase().ends_with(&ext_path))
+        .count();
+    assert_eq!(
+        reads_after, 1,
+        "the extension read again after the final GET"
+    );
+
     // createStatus: an AttestationStatus per VM, owned, same machine and credentials.
     let statuses: Api<AttestationStatus> = Api::namespaced(h.client.clone(), &h.ns);
     let ats = statuses.get("win-vm").await.unwrap();
