@@ -66,6 +66,13 @@ pub struct HoldLabels {
     pub reason: &'static str,
 }
 
+/// Labels of booked ARM read tokens.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BookingLabels {
+    /// used (sent on a read) or unused (spent budget no read was sent on).
+    pub outcome: &'static str,
+}
+
 /// Every metric of the operator.
 #[derive(Debug)]
 pub struct Metrics {
@@ -93,6 +100,8 @@ pub struct Metrics {
     pub azure_latency: Family<AzureLabels, Histogram>,
     /// Requests held back client-side (Retry-After or rate limit).
     pub azure_holds: Family<HoldLabels, Counter>,
+    /// ARM read tokens reconciles booked ahead, used or not.
+    pub azure_booked_reads: Family<BookingLabels, Counter>,
     /// The shortest refresh interval the fleet's size allows within the ARM read budget (T6).
     pub refresh_floor: Gauge,
 }
@@ -123,6 +132,7 @@ impl Metrics {
             azure_requests: Family::default(),
             azure_latency: Family::new_with_constructor(latency_histogram),
             azure_holds: Family::default(),
+            azure_booked_reads: Family::default(),
             refresh_floor: Gauge::default(),
             registry: Registry::default(),
         };
@@ -176,6 +186,11 @@ impl Metrics {
             "azure_holds",
             "Azure requests held back client-side",
             m.azure_holds.clone(),
+        );
+        registry.register(
+            "azure_booked_reads",
+            "ARM read tokens booked ahead by reconciles, by whether a read was sent on them",
+            m.azure_booked_reads.clone(),
         );
         registry.register(
             "refresh_floor_seconds",
@@ -259,6 +274,17 @@ impl AzureMetrics for AzureMetricsAdapter {
                 reason,
             })
             .inc();
+    }
+
+    fn record_booking(&self, booked: u32, unused: u32) {
+        let count = |outcome, n: u32| {
+            self.0
+                .azure_booked_reads
+                .get_or_create(&BookingLabels { outcome })
+                .inc_by(u64::from(n));
+        };
+        count("used", booked.saturating_sub(unused));
+        count("unused", unused);
     }
 }
 

@@ -411,6 +411,7 @@ impl HttpCore {
         let key = RateKey::new(principal.clone(), subscription, OpKind::Read);
         match self.limiter.admit(&key, holder, reads, patience) {
             Admission::Granted { wait, prepaid } => {
+                let prepaid = prepaid.reported_to(self.metrics.clone());
                 if !wait.is_zero() {
                     self.metrics
                         .record_hold(Service::Arm, BOOK_READS, HoldReason::RateLimit, wait);

@@ -36,6 +36,11 @@ pub trait AzureMetrics: Send + Sync + std::fmt::Debug {
     ) {
         let _ = (service, operation, reason, waited);
     }
+
+    /// A reconcile's booking of ARM reads ended with `unused` of its `booked` tokens not sent on.
+    fn record_booking(&self, booked: u32, unused: u32) {
+        let _ = (booked, unused);
+    }
 }
 
 /// Metrics that go nowhere (the default).

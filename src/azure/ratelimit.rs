@@ -21,6 +21,8 @@ use std::time::Duration;
 use reqwest::Method;
 use tokio::time::Instant;
 
+use super::metrics::AzureMetrics;
+
 /// The ARM operation kinds that have separate buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpKind {
@@ -139,15 +141,27 @@ const ABANDONED_AFTER: Duration = Duration::from_mins(10);
 #[derive(Debug)]
 pub struct Prepaid {
     key: RateKey,
+    booked: u32,
     left: AtomicU32,
+    /// Told, when the booking ends, how many tokens went unused (spent budget nobody sent on).
+    report: Option<Arc<dyn AzureMetrics>>,
 }
 
 impl Prepaid {
     fn new(key: &RateKey, tokens: u32) -> Self {
         Prepaid {
             key: key.clone(),
+            booked: tokens,
             left: AtomicU32::new(tokens),
+            report: None,
         }
+    }
+
+    /// The same booking, reporting its use to `metrics` when it ends.
+    #[must_use]
+    pub(crate) fn reported_to(mut self, metrics: Arc<dyn AzureMetrics>) -> Self {
+        self.report = Some(metrics);
+        self
     }
 
     /// Uses one token when `key` is the booked one and any are left.
@@ -162,6 +176,14 @@ impl Prepaid {
     /// The tokens not used yet.
     pub fn left(&self) -> u32 {
         self.left.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Prepaid {
+    fn drop(&mut self) {
+        if let Some(m) = &self.report {
+            m.record_booking(self.booked, self.left());
+        }
     }
 }
 
@@ -572,6 +594,35 @@ mod tests {
         tokio::time::advance(Duration::from_secs(3600) + ABANDONED_AFTER).await;
         let _ = l.admit(&k, "late", 1, Duration::ZERO);
         assert!(l.bookings() < 10, "{} left", l.bookings());
+    }
+
+    /// Keeps what `record_booking` was told.
+    #[derive(Debug, Default)]
+    struct Bookings(Mutex<Vec<(u32, u32)>>);
+
+    impl AzureMetrics for Bookings {
+        fn record_request(&self, _: &super::super::metrics::RequestRecord) {}
+        fn record_booking(&self, booked: u32, unused: u32) {
+            self.0.lock().unwrap().push((booked, unused));
+        }
+    }
+
+    #[test]
+    fn a_booking_reports_its_unused_tokens_when_it_ends() {
+        let k = key("s1", OpKind::Read);
+        let metrics = Arc::new(Bookings::default());
+        let p = Prepaid::new(&k, 3).reported_to(metrics.clone());
+        assert!(p.take(&k));
+        assert!(
+            !p.take(&key("s2", OpKind::Read)),
+            "another key's request is not paid"
+        );
+        assert!(
+            metrics.0.lock().unwrap().is_empty(),
+            "nothing until it ends"
+        );
+        drop(p);
+        assert_eq!(*metrics.0.lock().unwrap(), [(3, 2)]);
     }
 
     #[test]
