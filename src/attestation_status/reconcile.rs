@@ -13,11 +13,11 @@ use std::{sync::Arc, time::Duration};
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::{
-    Api, Resource, ResourceExt,
+    Api, ResourceExt,
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
-        events::{Event, EventType},
+        events::EventType,
         reflector, watcher,
     },
 };
@@ -38,8 +38,9 @@ const CONTROLLER: &str = "attestationstatus";
 /// What the controller remembers of one object between reconciles.
 #[derive(Clone, Debug, Default)]
 pub struct Memory {
-    /// The latest successful read and its time.
-    pub observation: Option<(Observation, Timestamp)>,
+    /// The latest successful read and its time (boxed: the memory of 10,000 objects is a table
+    /// of this struct, and a box keeps its slots small).
+    pub observation: Option<Box<(Observation, Timestamp)>>,
     /// The generation that read was made for.
     pub generation: Option<i64>,
     /// Failed reads in a row, the last one's time, and Azure's Retry-After.
@@ -138,7 +139,7 @@ async fn reconcile_inner<C: AzureClients>(
     let now = Timestamp::now();
     let rendered = render(&Input {
         old: obj.status.as_ref(),
-        observation: memory.observation.as_ref().map(|(o, t)| (o, *t)),
+        observation: memory.observation.as_deref().map(|(o, t)| (o, *t)),
         failure: memory.failure.as_ref(),
         generation: obj.metadata.generation,
         machine_name: spec.machine.name(),
@@ -177,7 +178,7 @@ fn poll_due(
 }
 
 fn next_poll_at(m: &Memory, refresh: Duration, uid: &str) -> Option<Timestamp> {
-    match (m.failures, m.last_failure, &m.observation) {
+    match (m.failures, m.last_failure, m.observation.as_deref()) {
         (n, Some(last), _) if n > 0 => Some(schedule::next_retry(last, n, refresh, m.retry_after)),
         (_, _, Some((_, at))) => Some(schedule::next_poll(*at, refresh, uid)),
         _ => None,
@@ -211,7 +212,7 @@ async fn poll<C: AzureClients>(
     let known = memory.vm.clone();
     let reads = schedule::reads_to_book(
         known.as_ref().map(|(_, at)| *at),
-        last_attested(memory.observation.as_ref()),
+        last_attested(memory.observation.as_deref()),
         now,
         timing.refresh,
         timing.stale_after,
@@ -227,7 +228,7 @@ async fn poll<C: AzureClients>(
     .await;
     match result {
         Ok((observation, vm)) => {
-            memory.observation = Some((observation, now));
+            memory.observation = Some(Box::new((observation, now)));
             memory.vm = vm;
             memory.failures = 0;
             memory.last_failure = None;
@@ -418,23 +419,13 @@ async fn report_transition<C: AzureClients>(
         health = name(new.health),
         reason, "attestation health changed"
     );
-    let event = Event {
-        type_,
-        reason: if reason == "Stale" {
-            "StaleAttestation".to_owned()
-        } else {
-            reason
-        },
-        note: Some(crate::controller::conditions::truncate(
-            &format!("{} -> {}: {note}", name(old_health), name(new.health)),
-            1024,
-        )),
-        action: "Assess".to_owned(),
-        secondary: None,
+    let reason = if reason == "Stale" {
+        "StaleAttestation"
+    } else {
+        &reason
     };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        warn!(error = %e, "publishing an Event failed");
-    }
+    let note = format!("{} -> {}: {note}", name(old_health), name(new.health));
+    ctx.publish(obj, type_, reason, "Assess", &note).await;
 }
 
 /// The per-VM gauge (opt-in: one series per object).
@@ -539,7 +530,7 @@ mod tests {
             "u"
         ));
         let m = Memory {
-            observation: Some((Observation::VmNotFound, now)),
+            observation: Some(Box::new((Observation::VmNotFound, now))),
             generation: Some(1),
             ..Memory::default()
         };

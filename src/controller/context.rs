@@ -12,11 +12,10 @@ use super::turns::Turns;
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
-    runtime::{
-        controller::Action,
-        events::{Recorder, Reporter},
-    },
+    runtime::controller::Action,
 };
+
+use super::events::{EventType, Publisher};
 
 use crate::azure::{AzureClients, Credentials, Secret as SecretValue};
 use crate::crd::CredentialsRef;
@@ -145,8 +144,8 @@ pub struct Context<C: AzureClients> {
     pub client: Client,
     /// Azure clients (per credentials).
     pub azure: C,
-    /// Event recorder.
-    pub recorder: Recorder,
+    /// Publishes the controller's Events.
+    pub events: Publisher,
     /// Settings.
     pub settings: Settings,
     /// Metrics.
@@ -168,13 +167,13 @@ impl<C: AzureClients> Context<C> {
         metrics: Arc<Metrics>,
         controller: &str,
     ) -> Self {
-        let reporter = Reporter {
-            controller: format!("guest-attestation-operator/{controller}"),
-            instance: settings.instance.clone(),
-        };
         Self {
             turns: Turns::new(settings.concurrency),
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Publisher::new(
+                client.clone(),
+                format!("guest-attestation-operator/{controller}"),
+                settings.instance.clone(),
+            ),
             client,
             azure,
             settings,
@@ -246,6 +245,27 @@ impl<C: AzureClients> Context<C> {
     pub fn with_fleet(mut self, fleet: Arc<super::fleet::Fleet>) -> Self {
         self.fleet = fleet;
         self
+    }
+
+    /// Publishes an Event about `obj` (a failure to publish is logged: an Event is never worth a
+    /// failed reconcile).
+    pub async fn publish<K>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        if let Err(e) = self
+            .events
+            .publish(type_, reason, action, note, &obj.object_ref(&()))
+            .await
+        {
+            tracing::warn!(error = %e, reason, "publishing an Event failed");
+        }
     }
 
     /// Server-side applies `status` to `obj`'s status subresource (in `ns`) as `manager`, unless it equals

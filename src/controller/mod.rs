@@ -5,6 +5,7 @@ pub mod companions;
 pub mod conditions;
 pub mod context;
 pub mod duration;
+pub mod events;
 pub mod fleet;
 pub mod memory;
 pub mod turns;

@@ -2,11 +2,7 @@
 //! the status subresource only when it differs from the stored one, and Events for condition
 //! transitions and actions.
 
-use kube::{
-    Resource,
-    runtime::events::{Event, EventType},
-};
-use tracing::warn;
+use crate::controller::events::EventType;
 
 use super::reconcile::CONTROLLER;
 use super::render::{DEPLOYED, PREREQUISITES_MET, READY};
@@ -96,16 +92,7 @@ pub(super) async fn publish<C: AzureClients>(
     action: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(crate::controller::conditions::truncate(&note, 1024)),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        warn!(error = %e, "publishing an Event failed");
-    }
+    ctx.publish(obj, type_, reason, action, &note).await;
 }
 
 #[cfg(test)]

@@ -21,12 +21,12 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::{
-    Api, Resource, ResourceExt,
+    Api, ResourceExt,
     api::{ListParams, PartialObjectMeta, Patch, PatchParams},
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
-        events::{Event, EventType},
+        events::EventType,
         reflector, watcher,
     },
 };
@@ -653,20 +653,12 @@ async fn publish<C: AzureClients>(
     note: &str,
     action: &str,
 ) {
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.to_owned(),
-        note: Some(shared::conditions::truncate(note, 1024)),
-        action: action.to_owned(),
-        secondary: None,
+    let type_ = if warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
     };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        warn!(error = %e, reason, "publishing an Event failed");
-    }
+    ctx.publish(obj, type_, reason, action, note).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ mod cases;
 mod chaos;
 mod chart;
 mod crds;
+mod events;
 mod extension;
 mod provider;
 mod security;
