@@ -69,8 +69,9 @@ pub(super) const HANDLE_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600
 /// costs at most one extra look at Azure: the status holds what must survive).
 #[derive(Clone, Debug, Default)]
 pub struct Memory {
-    /// The operation the controller started and follows.
-    pub op: Option<Operation>,
+    /// The operation the controller started and follows (boxed, as the next field: most
+    /// objects have neither, and the memory of 10,000 objects is a table of this struct).
+    pub op: Option<Box<Operation>>,
     /// A deletion was started for this object.
     pub delete_attempted: bool,
     /// When Azure is due to be looked at again.
@@ -89,7 +90,7 @@ pub struct Memory {
     pub conflict_reported: Option<String>,
     /// The machine, VM and endpoints of the last full look and its time, kept while the
     /// prerequisites hold, so drift checks and operation polls read the extension alone.
-    pub surroundings: Option<(observe::Surroundings, Timestamp)>,
+    pub surroundings: Option<Box<(observe::Surroundings, Timestamp)>>,
 }
 
 /// The controller's context: the shared one plus its memory.
@@ -305,7 +306,7 @@ async fn apply<C: AzureClients>(
         Err(e) => return blocked(obj, ectx, ns, &spec, memory, &e, now).await,
     };
     let full = plan::full_look_due(
-        memory.surroundings.as_ref().map(|(_, t)| *t),
+        memory.surroundings.as_deref().map(|(_, t)| *t),
         memory.surroundings.is_some(),
         now,
         plan::full_look_interval(
@@ -315,7 +316,7 @@ async fn apply<C: AzureClients>(
     );
     let known = memory
         .surroundings
-        .as_ref()
+        .as_deref()
         .filter(|_| !full)
         .map(|(s, _)| s);
     // Wait for this look's reads in the requeue queue, not in a reconcile slot.
@@ -324,11 +325,11 @@ async fn apply<C: AzureClients>(
         Ok(a) => a,
         Err(e) => return blocked(obj, ectx, ns, &spec, memory, &e.into(), now).await,
     };
-    let facts = match observe::read(&azure, &spec.machine, &source, memory.op.as_ref(), known).await
-    {
-        Ok(f) => f,
-        Err(e) => return blocked(obj, ectx, ns, &spec, memory, &e.into(), now).await,
-    };
+    let facts =
+        match observe::read(&azure, &spec.machine, &source, memory.op.as_deref(), known).await {
+            Ok(f) => f,
+            Err(e) => return blocked(obj, ectx, ns, &spec, memory, &e.into(), now).await,
+        };
     memory.read_failures = 0;
     record_progress(&mut memory, facts.progress.as_ref(), now);
     let step = decide(obj, ctx, &spec, &source, &facts, &memory, now);
@@ -372,13 +373,16 @@ fn keep_surroundings(
     around: Surroundings,
     full: bool,
     now: Timestamp,
-) -> Option<(Surroundings, Timestamp)> {
+) -> Option<Box<(Surroundings, Timestamp)>> {
     let since = if full {
         Some(now)
     } else {
-        memory.surroundings.as_ref().map(|(_, t)| *t)
+        memory.surroundings.as_deref().map(|(_, t)| *t)
     };
-    step.desired.as_ref().and(since).map(|t| (around, t))
+    step.desired
+        .as_ref()
+        .and(since)
+        .map(|t| Box::new((around, t)))
 }
 
 /// Resolves where the settings come from; only Kubernetes errors end the reconcile.
@@ -502,7 +506,7 @@ fn decide<C: AzureClients>(
     };
     let following = plan == Plan::Follow;
     if following {
-        rest.operation_url = memory.op.as_ref().and_then(Operation::status_url);
+        rest.operation_url = memory.op.as_deref().and_then(Operation::status_url);
         // An operation seen for the first time (not ours, or ours before a restart) is timed
         // from now.
         rest.operation_started = rest.operation_started.or(Some(now));
@@ -665,7 +669,7 @@ async fn put<C: AzureClients, A: AzureApi>(
                 .to_owned(),
             );
             step.next_check = plan::after(now, op.retry_after());
-            memory.op = Some(op);
+            memory.op = Some(Box::new(op));
             memory.failure_detail = None;
             let detail = describe_put(reason, &step.assessment);
             publish(
