@@ -70,6 +70,8 @@ work_root="${BENCH_WORK:-$(mktemp -d /tmp/gao-bench.XXXXXX)}"
 mkdir -p "$work_root"
 stop_pid() {
   local pid="$1"
+  # Children first: a wrapper (BENCH_OPERATOR_WRAP) does not pass the signal on.
+  pkill -TERM -P "$pid" 2>/dev/null || true
   kill -TERM "$pid" 2>/dev/null || return 0
   for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.25; done
   kill -KILL "$pid" 2>/dev/null || true
@@ -186,7 +188,9 @@ run_one() {
   scripts/bench-seed.sh "https://127.0.0.1:$port" "$n" "$t0" "$start" "$spacing" "$m" "$w/crossers.txt" > "$w/seed.yaml"
 
   log "starting the emulator (port $port, $n machines)"
+  # The request log must hold the whole cold start (about 11 requests per VM) and a window.
   "$emulator_bin" --ca-out "$w/emulator-ca.pem" --seed "$w/seed.yaml" --port "$port" \
+    --request-log-capacity "$(( 100000 + 30 * n ))" \
     > "$w/emulator.out" 2> "$w/emulator.log" &
   pids+=($!)
   wait_for "the emulator" 120 grep -q endpoint "$w/emulator.out"

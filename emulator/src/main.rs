@@ -10,7 +10,7 @@ use azure_emulator::{Emulator, EmulatorConfig, PutStyle, Seed};
 const USAGE: &str = "usage: azure-emulator --ca-out FILE [--seed FILE] [--port N] [--admin-port N | --no-admin]
                       [--random-seed N] [--token-lifetime SECS] [--lro-polls N] [--lro-duration SECS]
                       [--lro-retry-after SECS] [--put-style created|accepted] [--throttle]
-                      [--attestation-interval SECS]";
+                      [--attestation-interval SECS] [--request-log-capacity N]";
 
 struct Args {
     config: EmulatorConfig,
@@ -65,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
             "--attestation-interval" => {
                 config.attestation_interval = Duration::from_secs(value(&mut it, &flag)?);
             }
+            "--request-log-capacity" => config.request_log_capacity = value(&mut it, &flag)?,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
