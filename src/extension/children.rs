@@ -3,13 +3,12 @@
 //! GuestAttestationExtension, same machineId and credentialsRef, an owner reference to it
 //! (garbage collection removes it with its owner), written with server-side apply.
 
-use futures::FutureExt;
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, Patch, PatchParams},
-    runtime::reflector::{self, ObjectRef},
 };
 
+use super::owned::{Owned, Seen};
 use crate::crd::{AttestationStatus, GuestAttestationExtension};
 
 /// What `ensure` found.
@@ -21,49 +20,38 @@ pub enum Outcome {
     Conflict(String),
 }
 
-/// Whether `ats` is controlled by `owner`.
-fn controlled_by(ats: &AttestationStatus, owner: &GuestAttestationExtension) -> Option<bool> {
+/// Whether `ats` is controlled by `owner` (None: it has no controller).
+fn controlled_by(ats: &Seen, owner: &GuestAttestationExtension) -> Option<bool> {
     let uid = owner.uid()?;
-    let controller = ats
-        .owner_references()
-        .iter()
-        .find(|r| r.controller == Some(true))?;
-    Some(controller.uid == uid)
+    Some(*ats.controller.as_ref()? == uid)
 }
 
 /// Whether the stored object already says what we would apply (pure).
-fn up_to_date(ats: &AttestationStatus, owner: &GuestAttestationExtension) -> bool {
+fn up_to_date(ats: &Seen, owner: &GuestAttestationExtension) -> bool {
     controlled_by(ats, owner) == Some(true)
-        && ats.spec.machine_id == owner.spec.machine_id
-        && ats.spec.credentials_ref == owner.spec.credentials_ref
+        && ats.machine_id == owner.spec.machine_id
+        && ats.credentials_ref == owner.spec.credentials_ref
 }
 
 /// Creates, adopts or corrects the owned AttestationStatus when `wanted` (createStatus and the
 /// extension exists in Azure); deletes the one we own when createStatus was turned off. An
 /// object of that name owned by someone else, or for another machine, is left alone.
-/// `cache` is the controller's watch cache of AttestationStatuses: once it has listed them, the
-/// existing object is read from it (one API read less per reconcile); a cache a moment behind
-/// costs at most an idempotent apply.
+/// `cache` is what the controller's watch has seen of the AttestationStatuses: once it has
+/// listed them, the existing object is read from it (one API read less per reconcile); a view a
+/// moment behind costs at most an idempotent apply.
 pub async fn ensure(
     client: &kube::Client,
     field_manager: &str,
     owner: &GuestAttestationExtension,
     ns: &str,
     wanted: bool,
-    cache: Option<&reflector::Store<AttestationStatus>>,
+    cache: Option<&Owned>,
 ) -> Result<Outcome, kube::Error> {
     let api: Api<AttestationStatus> = Api::namespaced(client.clone(), ns);
     let name = owner.name_any();
-    let listed = cache.filter(|c| {
-        c.wait_until_ready()
-            .now_or_never()
-            .is_some_and(|r| r.is_ok())
-    });
-    let existing = match listed {
-        Some(c) => c
-            .get(&ObjectRef::new(&name).within(ns))
-            .map(|a| AttestationStatus::clone(&a)),
-        None => api.get_opt(&name).await?,
+    let existing = match cache.and_then(|c| c.get(ns, &name)) {
+        Some(seen) => seen,
+        None => api.get_opt(&name).await?.as_ref().map(Seen::from),
     };
     if !owner.spec.create_status {
         if let Some(ats) = existing
@@ -86,14 +74,10 @@ pub async fn ensure(
                     "the AttestationStatus {name} is controlled by another object; createStatus leaves it alone"
                 )));
             }
-            None if !ats
-                .spec
-                .machine_id
-                .eq_ignore_ascii_case(&owner.spec.machine_id) =>
-            {
+            None if !ats.machine_id.eq_ignore_ascii_case(&owner.spec.machine_id) => {
                 return Ok(Outcome::Conflict(format!(
                     "the AttestationStatus {name} exists for another machine ({}); createStatus leaves it alone",
-                    ats.spec.machine_id
+                    ats.machine_id
                 )));
             }
             // Ours (to correct) or unowned for the same machine (to adopt).
@@ -137,7 +121,7 @@ mod tests {
         .unwrap()
     }
 
-    fn ats(owner_uid: Option<&str>, machine: &str) -> AttestationStatus {
+    fn ats(owner_uid: Option<&str>, machine: &str) -> Seen {
         let mut v = serde_json::json!({
             "apiVersion": "guestattestation.dev/v1alpha1", "kind": "AttestationStatus",
             "metadata": {"name": "vm1", "namespace": "ns"},
@@ -148,7 +132,7 @@ mod tests {
                 "apiVersion": "guestattestation.dev/v1alpha1", "kind": "GuestAttestationExtension",
                 "name": "vm1", "uid": uid, "controller": true}]);
         }
-        serde_json::from_value(v).unwrap()
+        Seen::from(&serde_json::from_value::<AttestationStatus>(v).unwrap())
     }
 
     #[test]

@@ -17,14 +17,15 @@
 //! settings document and where its endpoints come from), `desired` (the extension to PUT),
 //! `compare` (desired vs actual), `plan` (what to do next, when to retry, when to give up) and
 //! `render` (conditions). I/O: `reconcile` (the driver, the PUT, the controller), `observe`
-//! (Azure reads), `cleanup` (deletion), `report` (status writes, Events) and `children` (the
-//! owned AttestationStatus).
+//! (Azure reads), `cleanup` (deletion), `report` (status writes, Events), `children` (the
+//! owned AttestationStatus) and `owned` (what the watch has seen of the AttestationStatuses).
 
 pub mod children;
 mod cleanup;
 pub mod compare;
 pub mod desired;
 pub mod observe;
+pub mod owned;
 pub mod plan;
 pub mod preflight;
 pub mod reconcile;

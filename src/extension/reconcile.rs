@@ -22,7 +22,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration, time::SystemTime};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, ResourceExt,
@@ -41,6 +41,7 @@ use super::children;
 use super::compare::{self, Assessment};
 use super::desired::{self, EXTENSION_NAME, TargetFacts};
 use super::observe::{self, Facts, Operation, Progress, Source, Surroundings};
+use super::owned::Owned;
 use super::plan::{self, Inputs, Plan, PutReason};
 use super::render::{self, DEPLOYED, DeployInputs, PREREQUISITES_MET, READY, Rest};
 use super::report::{publish, write_status};
@@ -99,9 +100,9 @@ pub struct ExtensionContext<C: AzureClients> {
     pub ctx: Context<C>,
     /// Per-object memory.
     pub memory: Store<Memory>,
-    /// The watch caches of the owned AttestationStatuses, per watched namespace (`None`: all),
-    /// once `run` has started them.
-    statuses: std::sync::Mutex<HashMap<Option<String>, reflector::Store<AttestationStatus>>>,
+    /// What the watches of the AttestationStatuses have seen, per watched namespace (`None`:
+    /// all), once `run` has started them.
+    statuses: std::sync::Mutex<HashMap<Option<String>, Owned>>,
 }
 
 impl<C: AzureClients> ExtensionContext<C> {
@@ -114,8 +115,8 @@ impl<C: AzureClients> ExtensionContext<C> {
         }
     }
 
-    /// The AttestationStatus cache that covers `ns`.
-    fn statuses_of(&self, ns: &str) -> Option<reflector::Store<AttestationStatus>> {
+    /// What has been seen of the AttestationStatuses of `ns`.
+    fn statuses_of(&self, ns: &str) -> Option<Owned> {
         let caches = self
             .statuses
             .lock()
@@ -911,21 +912,20 @@ pub async fn run<C: AzureClients>(
         )),
         &reader,
     );
-    // The owned AttestationStatuses, cached without their status (ensure_children reads the
-    // owner reference and the spec only), so the cache stays small at fleet size.
-    let (statuses_reader, statuses_writer) = reflector::store();
+    // The AttestationStatuses: what ensure_children reads of each (owner, machine,
+    // credentials), and the owners to wake when one changes.
+    let owned = Owned::default();
     let status_stream = watcher(statuses, config())
         .default_backoff()
-        .modify(|a: &mut AttestationStatus| {
-            crate::controller::strip_for_cache(a);
-            a.status = None;
+        .inspect_ok({
+            let owned = owned.clone();
+            move |event| owned.apply(event)
         })
-        .reflect(statuses_writer)
         .touched_objects();
     ectx.statuses
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(namespace.clone(), statuses_reader);
+        .insert(namespace.clone(), owned);
     let store = reader.clone();
     let referencing = move |provider: AttestationProvider| {
         let (ns, name) = (provider.namespace(), provider.name_any());
@@ -944,7 +944,9 @@ pub async fn run<C: AzureClients>(
         // Unbounded here: reconciles take turns in arrival order in Context::reconcile_in_turn.
         .with_config(controller::Config::default().concurrency(0))
         .graceful_shutdown_on(ectx.ctx.closing_turns(shutdown))
-        .run(reconcile, error_policy, ectx)
+        // Boxed: kube-runtime keeps each pending reconcile inline in a table that never shrinks,
+        // so its slots would stay the size of the whole reconcile after a cold start.
+        .run(|o, c| Box::pin(reconcile(o, c)), error_policy, ectx)
         .for_each(|_| std::future::ready(()))
         .await;
 }
