@@ -506,7 +506,9 @@ pub async fn run<C: AzureClients>(
         // Unbounded here: reconciles take turns in arrival order in Context::reconcile_in_turn.
         .with_config(controller::Config::default().concurrency(0))
         .graceful_shutdown_on(sctx.ctx.closing_turns(shutdown))
-        .run(reconcile, error_policy, sctx)
+        // Boxed: kube-runtime keeps each pending reconcile inline in a table that never shrinks,
+        // so its slots would stay the size of the whole reconcile after a cold start.
+        .run(|o, c| Box::pin(reconcile(o, c)), error_policy, sctx)
         .for_each(|_| std::future::ready(()))
         .await;
 }
