@@ -108,15 +108,19 @@ impl Series {
     }
 }
 
-/// The digest of what makes two events the same.
-fn key(type_: EventType, reason: &str, action: &str, note: &str, about: &ObjectReference) -> Key {
-    let type_ = match type_ {
+/// The Event's `type`.
+fn type_name(type_: EventType) -> &'static str {
+    match type_ {
         EventType::Normal => "Normal",
         EventType::Warning => "Warning",
-    };
+    }
+}
+
+/// The digest of what makes two events the same.
+fn key(type_: EventType, reason: &str, action: &str, note: &str, about: &ObjectReference) -> Key {
     let field = |s: &Option<String>| s.clone().unwrap_or_default();
     let text = [
-        type_,
+        type_name(type_),
         reason,
         action,
         note,
@@ -217,13 +221,7 @@ impl Publisher {
             regarding: Some(about.clone()),
             reporting_controller: Some(self.controller.clone()),
             reporting_instance: Some(self.instance.clone()),
-            type_: Some(
-                match type_ {
-                    EventType::Normal => "Normal",
-                    EventType::Warning => "Warning",
-                }
-                .to_owned(),
-            ),
+            type_: Some(type_name(type_).to_owned()),
             ..Event::default()
         }
     }
@@ -284,22 +282,14 @@ mod tests {
         assert_eq!(s.next(&k, t0), Send::Create);
         s.created(k, "vm-1.abc".into(), t0);
         let t1 = t0 + Duration::from_mins(5);
-        assert_eq!(
-            s.next(&k, t1),
-            Send::Repeat {
-                name: "vm-1.abc".into(),
-                count: 2
-            }
-        );
+        let repeat = |count| Send::Repeat {
+            name: "vm-1.abc".into(),
+            count,
+        };
+        assert_eq!(s.next(&k, t1), repeat(2));
         // The window runs from the last repeat.
         let t2 = t1 + Duration::from_mins(5);
-        assert_eq!(
-            s.next(&k, t2),
-            Send::Repeat {
-                name: "vm-1.abc".into(),
-                count: 3
-            }
-        );
+        assert_eq!(s.next(&k, t2), repeat(3));
         assert_eq!(s.next(&k, t2 + SERIES_WINDOW), Send::Create);
         s.forget(&k);
         assert_eq!(s.next(&k, t2 + SERIES_WINDOW), Send::Create);
