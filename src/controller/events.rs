@@ -118,17 +118,16 @@ fn type_name(type_: EventType) -> &'static str {
 
 /// The digest of what makes two events the same.
 fn key(type_: EventType, reason: &str, action: &str, note: &str, about: &ObjectReference) -> Key {
-    let field = |s: &Option<String>| s.clone().unwrap_or_default();
     let text = [
         type_name(type_),
         reason,
         action,
         note,
-        &field(&about.api_version),
-        &field(&about.kind),
-        &field(&about.namespace),
-        &field(&about.name),
-        &field(&about.uid),
+        about.api_version.as_deref().unwrap_or_default(),
+        about.kind.as_deref().unwrap_or_default(),
+        about.namespace.as_deref().unwrap_or_default(),
+        about.name.as_deref().unwrap_or_default(),
+        about.uid.as_deref().unwrap_or_default(),
     ]
     .join("\0");
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());

@@ -18,7 +18,7 @@ use super::observe::{self, Operation, Progress};
 use super::plan::{self, Cleanup, Release};
 use super::reconcile::{ExtensionContext, HANDLE_LIFETIME, Memory, record_progress};
 use super::render::{self, DEPLOYED, PREREQUISITES_MET, READY, Rest};
-use super::report::{publish, write_status};
+use super::report::write_status;
 use crate::attestation_status::assess::human;
 use crate::azure::{AzureApi, AzureClients, Error as AzureError, MachineId};
 use crate::controller::conditions::Desired;
@@ -101,13 +101,12 @@ pub(super) async fn cleanup<C: AzureClients>(
                 pace = lro.retry_after();
                 memory.op = Some(Box::new(Operation::Delete(lro)));
                 memory.delete_attempted = true;
-                publish(
-                    ctx,
+                ctx.publish(
                     obj,
                     EventType::Normal,
                     "Deleting",
                     "Delete",
-                    format!(
+                    &format!(
                         "deleting the GuestAttestation extension from {} (deletionPolicy Delete)",
                         machine.name()
                     ),
@@ -299,7 +298,9 @@ async fn release<C: AzureClients>(
     } else {
         EventType::Normal
     };
-    publish(&ectx.ctx, obj, type_, why.event_reason(), "Delete", note).await;
+    ectx.ctx
+        .publish(obj, type_, why.event_reason(), "Delete", &note)
+        .await;
     ectx.memory.forget(&obj.uid().unwrap_or_default());
     Ok(None)
 }

@@ -44,7 +44,7 @@ use super::observe::{self, Facts, Operation, Progress, Source, Surroundings};
 use super::owned::Owned;
 use super::plan::{self, Inputs, Plan, PutReason};
 use super::render::{self, DEPLOYED, DeployInputs, PREREQUISITES_MET, READY, Rest};
-use super::report::{publish, write_status};
+use super::report::write_status;
 use super::settings::provider_source;
 use crate::attestation_status::schedule::jitter;
 use crate::azure::{AzureApi, AzureClients, ClusterId, Error as AzureError, MachineId};
@@ -673,8 +673,7 @@ async fn put<C: AzureClients, A: AzureApi>(
             memory.op = Some(Box::new(op));
             memory.failure_detail = None;
             let detail = describe_put(reason, &step.assessment);
-            publish(
-                ctx,
+            ctx.publish(
                 obj,
                 if reason.is_warning() {
                     EventType::Warning
@@ -683,7 +682,7 @@ async fn put<C: AzureClients, A: AzureApi>(
                 },
                 reason.event_reason(),
                 "Deploy",
-                detail,
+                &detail,
             )
             .await;
             render::deployed(&deploy_inputs(Some(reason), None, None, Some(now)))
@@ -831,13 +830,12 @@ async fn ensure_children<C: AzureClients>(
         children::Outcome::Ok => memory.conflict_reported = None,
         children::Outcome::Conflict(why) => {
             if memory.conflict_reported.as_deref() != Some(why.as_str()) {
-                publish(
-                    ctx,
+                ctx.publish(
                     obj,
                     EventType::Warning,
                     "AttestationStatusConflict",
                     "CreateStatus",
-                    why.clone(),
+                    &why,
                 )
                 .await;
                 memory.conflict_reported = Some(why);

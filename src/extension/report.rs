@@ -43,7 +43,7 @@ async fn report_transitions<C: AzureClients>(
         .unwrap_or_default();
     let events = transition_events(old, &new.conditions);
     for (type_, reason, note) in events {
-        publish(ctx, obj, type_, &reason, "Reconcile", note).await;
+        ctx.publish(obj, type_, &reason, "Reconcile", &note).await;
     }
 }
 
@@ -82,17 +82,6 @@ fn transition_events(old: &[Condition], new: &[Condition]) -> Vec<(EventType, St
         }
     }
     events
-}
-
-pub(super) async fn publish<C: AzureClients>(
-    ctx: &Context<C>,
-    obj: &GuestAttestationExtension,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    ctx.publish(obj, type_, reason, action, &note).await;
 }
 
 #[cfg(test)]

@@ -39,13 +39,17 @@ async fn repeats_join_a_series_and_other_notes_are_other_events() {
     publish("Conflict: try again").await;
     publish("Conflict: try again").await;
     publish("BadRequest: settings").await;
+    let with_note = |events: &[Event], note: &str| {
+        events
+            .iter()
+            .find(|e| e.note.as_deref() == Some(note))
+            .cloned()
+            .unwrap_or_else(|| panic!("no Event with the note {note:?} in {events:#?}"))
+    };
 
     let events = support::events(&client, &ns, "subject").await;
     assert_eq!(events.len(), 2, "{events:#?}");
-    let first = events
-        .iter()
-        .find(|e| e.note.as_deref() == Some("Conflict: try again"))
-        .unwrap();
+    let first = with_note(&events, "Conflict: try again");
     assert_eq!(
         first.series.as_ref().map(|s| s.count),
         Some(3),
@@ -58,10 +62,7 @@ async fn repeats_join_a_series_and_other_notes_are_other_events() {
         first.reporting_controller.as_deref(),
         Some("guest-attestation-operator/test")
     );
-    let other = events
-        .iter()
-        .find(|e| e.note.as_deref() == Some("BadRequest: settings"))
-        .unwrap();
+    let other = with_note(&events, "BadRequest: settings");
     assert!(other.series.is_none());
 
     // Deleted under the publisher (an Event's TTL on the server is shorter than a run): the next
@@ -76,10 +77,7 @@ async fn repeats_join_a_series_and_other_notes_are_other_events() {
     publish("Conflict: try again").await;
     let events = support::events(&client, &ns, "subject").await;
     assert_eq!(events.len(), 2, "{events:#?}");
-    let again = events
-        .iter()
-        .find(|e| e.note.as_deref() == Some("Conflict: try again"))
-        .unwrap();
+    let again = with_note(&events, "Conflict: try again");
     assert_ne!(again.metadata.name, first.metadata.name);
     assert!(again.series.is_none());
 }
