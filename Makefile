@@ -5,7 +5,9 @@ SHELL := /usr/bin/env bash
 
 CARGO ?= cargo
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/guest-attestation-operator
-ADVISORY_DB ?= $(abspath ../shared/rustsec-advisory-db)
+# The offline RustSec copy sits beside the checkout (../shared); a clone elsewhere on this machine
+# finds it at /work/shared.
+ADVISORY_DB ?= $(firstword $(wildcard $(abspath ../shared/rustsec-advisory-db) /work/shared/rustsec-advisory-db) $(abspath ../shared/rustsec-advisory-db))
 CARGO_DENY_VERSION := 0.20.2
 CHART := charts/guest-attestation-operator
 
