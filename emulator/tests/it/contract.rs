@@ -24,8 +24,15 @@ const ENVELOPE: [&str; 9] = [
 /// Enum values seen in official examples and live output but missing from the enum.
 const ENUM_EXCEPTIONS: [&str; 1] = ["Information"];
 
+/// The specs beside the checkout (../shared), or, for a clone elsewhere on this machine, at
+/// /work/shared.
 fn specs() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/azure-specs")
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/azure-specs");
+    let machine = PathBuf::from("/work/shared/azure-specs");
+    if !beside.is_dir() && machine.is_dir() {
+        return machine;
+    }
+    beside
 }
 
 fn load(rel: &str) -> Value {
