@@ -64,6 +64,17 @@ pub trait AzureApi: Clone + Send + Sync + 'static {
         std::future::ready(Ok(self.clone()))
     }
 
+    /// This client with one ARM write of `subscription` booked for `holder`, as [`AzureApi::admit`] books reads:
+    /// [`Error::Held`] when the write budget is spent for longer than a reconcile should wait in its slot.
+    fn admit_write(
+        &self,
+        subscription: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<Self, Error>> + Send {
+        let _ = (subscription, holder);
+        std::future::ready(Ok(self.clone()))
+    }
+
     /// Gets an Azure Local cluster.
     fn get_cluster(
         &self,
@@ -208,6 +219,14 @@ impl AzureApi for AzureClient {
         reads: u32,
     ) -> impl Future<Output = Result<Self, Error>> + Send {
         AzureClient::admit(self, subscription, holder, reads)
+    }
+
+    fn admit_write(
+        &self,
+        subscription: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<Self, Error>> + Send {
+        AzureClient::admit_write(self, subscription, holder)
     }
 
     fn get_cluster(

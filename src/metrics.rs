@@ -10,7 +10,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::azure::{AzureMetrics, HoldReason, RequestRecord, Service};
+use crate::azure::{AzureMetrics, HoldReason, OpKind, RequestRecord, Service};
 
 /// Labels of per-controller metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,6 +64,8 @@ pub struct HoldLabels {
     pub service: &'static str,
     /// retry_after or rate_limit.
     pub reason: &'static str,
+    /// The call held (e.g. get_machine), or the booking (book_reads, book_writes).
+    pub operation: &'static str,
 }
 
 /// Labels of booked ARM read tokens.
@@ -102,6 +104,8 @@ pub struct Metrics {
     pub azure_holds: Family<HoldLabels, Counter>,
     /// ARM read tokens reconciles booked ahead, used or not.
     pub azure_booked_reads: Family<BookingLabels, Counter>,
+    /// ARM write tokens reconciles booked ahead, used or not.
+    pub azure_booked_writes: Family<BookingLabels, Counter>,
     /// The shortest refresh interval the fleet's size allows within the ARM read budget (T6).
     pub refresh_floor: Gauge,
 }
@@ -133,6 +137,7 @@ impl Metrics {
             azure_latency: Family::new_with_constructor(latency_histogram),
             azure_holds: Family::default(),
             azure_booked_reads: Family::default(),
+            azure_booked_writes: Family::default(),
             refresh_floor: Gauge::default(),
             registry: Registry::default(),
         };
@@ -191,6 +196,11 @@ impl Metrics {
             "azure_booked_reads",
             "ARM read tokens booked ahead by reconciles, by whether a read was sent on them",
             m.azure_booked_reads.clone(),
+        );
+        registry.register(
+            "azure_booked_writes",
+            "ARM write tokens booked ahead by reconciles, by whether a write was sent on them",
+            m.azure_booked_writes.clone(),
         );
         registry.register(
             "refresh_floor_seconds",
@@ -262,7 +272,7 @@ impl AzureMetrics for AzureMetricsAdapter {
             .observe(r.latency.as_secs_f64());
     }
 
-    fn record_hold(&self, service: Service, _op: &'static str, reason: HoldReason, _w: Duration) {
+    fn record_hold(&self, service: Service, op: &'static str, reason: HoldReason, _w: Duration) {
         let reason = match reason {
             HoldReason::RetryAfter => "retry_after",
             HoldReason::RateLimit => "rate_limit",
@@ -272,14 +282,19 @@ impl AzureMetrics for AzureMetricsAdapter {
             .get_or_create(&HoldLabels {
                 service: service.as_str(),
                 reason,
+                operation: op,
             })
             .inc();
     }
 
-    fn record_booking(&self, booked: u32, unused: u32) {
+    fn record_booking(&self, kind: OpKind, booked: u32, unused: u32) {
+        let family = match kind {
+            OpKind::Read => &self.0.azure_booked_reads,
+            // Deletes are not booked; were they, they would count with the writes.
+            OpKind::Write | OpKind::Delete => &self.0.azure_booked_writes,
+        };
         let count = |outcome, n: u32| {
-            self.0
-                .azure_booked_reads
+            family
                 .get_or_create(&BookingLabels { outcome })
                 .inc_by(u64::from(n));
         };

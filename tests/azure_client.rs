@@ -928,6 +928,83 @@ async fn booked_reads_skip_the_queue_and_late_bookings_say_when_to_come_back() {
     emu.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_booked_write_holds_its_place_and_is_sent_without_queueing() {
+    let emu = emulator().await;
+    seed(&emu, "vm1");
+    seed(&emu, "vm2");
+    let mut cfg = config(&emu);
+    cfg.rate_limits = RateLimits {
+        writes: BucketSpec {
+            per_second: 1,
+            burst: 1,
+        },
+        ..RateLimits::default()
+    };
+    let client = Azure::new(cfg).unwrap().client_for(sp());
+    // One VM each: the emulator refuses a second PUT while the first one's operation runs.
+    let put = |c: AzureClient, vm: &'static str| async move {
+        c.begin_put_extension(&machine_id(vm), "GuestAttestation", &extension_spec())
+            .await
+    };
+
+    // "a" gets the burst and sends its PUT at once.
+    let first = client.admit_write(SUB, "a").await.unwrap();
+    put(first, "vm1").await.unwrap();
+    // b and c book the next two writes (1 s and 2 s away, within a reconcile's patience); d's is 3 s away:
+    // booked all the same, and d is told when to come back instead of waiting in its slot.
+    let (second, third, fourth) = futures::join!(
+        client.admit_write(SUB, "b"),
+        client.admit_write(SUB, "c"),
+        client.admit_write(SUB, "d")
+    );
+    let _ = (second.unwrap(), third.unwrap());
+    let d_wait = match fourth {
+        Err(Error::Held {
+            operation: "book_writes",
+            reason: HoldReason::RateLimit,
+            retry_after,
+            ..
+        }) => retry_after,
+        other => panic!("not held by a booking: {other:?}"),
+    };
+    assert!(
+        d_wait > Duration::from_millis(2800) && d_wait <= Duration::from_secs(3),
+        "{d_wait:?}"
+    );
+    // Reads have their own bucket: a read booked now is not behind the writes.
+    assert!(client.admit(SUB, "d", 1).await.is_ok());
+
+    // d comes back when told: its write is granted and the PUT goes out without queueing again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let late = loop {
+        match client.admit_write(SUB, "d").await {
+            Ok(c) => break c,
+            Err(Error::Held { retry_after, .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(retry_after).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let started = tokio::time::Instant::now();
+    put(late, "vm2").await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "the booked PUT waited: {:?}",
+        started.elapsed()
+    );
+    // Four writes booked at 1/s with a burst of 1: a's PUT and d's are at least 3 s apart (b's and c's tokens
+    // stay spent unused).
+    let times: Vec<SystemTime> = arm_requests(&emu, "PUT", "/extensions/")
+        .iter()
+        .map(|r| r.time)
+        .collect();
+    assert_eq!(times.len(), 2);
+    let span = times[1].duration_since(times[0]).unwrap();
+    assert!(span >= Duration::from_millis(2900), "{span:?}");
+    emu.shutdown().await;
+}
+
 // ------------------------------------------------------------------------------------------------------------
 // Long-running operations
 

@@ -236,7 +236,7 @@ impl AzureClient {
         let url = self.arm_url(id, api_version)?;
         let mut req = Request::new(Service::Arm, operation, method, url, self.principal_arc());
         req.subscription = Some(id.subscription().to_owned());
-        req.prepaid = self.prepaid();
+        req.prepaid = self.prepaid(&req.method);
         Ok(req)
     }
 
@@ -500,7 +500,7 @@ impl AzureClient {
             self.principal_arc(),
         );
         req.subscription = subscription_of(&url);
-        req.prepaid = self.prepaid();
+        req.prepaid = self.prepaid(&Method::GET);
         self.arm_send(&req).await
     }
 

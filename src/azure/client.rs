@@ -10,13 +10,15 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use reqwest::Method;
+
 use super::auth::{Credentials, Secret, TokenCache, fetch_token};
 use super::cloud::AzureConfig;
 use super::error::Error;
 use super::http::{HttpCore, Request, Response};
 use super::metrics::{AzureMetrics, NoMetrics};
 use super::models::JsonWebKeySet;
-use super::ratelimit::Prepaid;
+use super::ratelimit::{OpKind, Prepaid};
 
 /// How long an admitted reconcile may wait in its slot for its booked reads; longer, and it requeues.
 pub const ADMISSION_PATIENCE: Duration = Duration::from_secs(2);
@@ -94,6 +96,8 @@ pub struct AzureClient {
     maa_api_version: Option<Arc<str>>,
     /// ARM reads this handle booked ahead ([`AzureClient::admit`]).
     prepaid: Option<Arc<Prepaid>>,
+    /// The ARM write this handle booked ahead ([`AzureClient::admit_write`]).
+    prepaid_write: Option<Arc<Prepaid>>,
 }
 
 struct ClientInner {
@@ -125,6 +129,7 @@ impl AzureClient {
             }),
             maa_api_version: None,
             prepaid: None,
+            prepaid_write: None,
         }
     }
 
@@ -146,7 +151,7 @@ impl AzureClient {
                 &self.inner.principal,
                 subscription,
                 holder,
-                reads,
+                (OpKind::Read, reads),
                 ADMISSION_PATIENCE,
             )
             .await?;
@@ -156,9 +161,38 @@ impl AzureClient {
         })
     }
 
-    /// The reads booked ahead and not used yet.
-    pub(crate) fn prepaid(&self) -> Option<Arc<Prepaid>> {
-        self.prepaid.clone()
+    /// Books one ARM write (PUT, PATCH, POST) of `subscription` for `holder`, as [`AzureClient::admit`] books
+    /// reads: a reconcile about to write waits for the write budget in the requeue queue, holding its place,
+    /// instead of in its slot ([`Error::Held`] says when to come back).
+    pub async fn admit_write(
+        &self,
+        subscription: &str,
+        holder: &str,
+    ) -> Result<AzureClient, Error> {
+        let prepaid = self
+            .inner
+            .core
+            .admit(
+                &self.inner.principal,
+                subscription,
+                holder,
+                (OpKind::Write, 1),
+                ADMISSION_PATIENCE,
+            )
+            .await?;
+        Ok(AzureClient {
+            prepaid_write: Some(Arc::new(prepaid)),
+            ..self.clone()
+        })
+    }
+
+    /// The tokens booked ahead for requests of `method` (reads, or the write), if any.
+    pub(crate) fn prepaid(&self, method: &Method) -> Option<Arc<Prepaid>> {
+        match OpKind::of(method) {
+            OpKind::Read => self.prepaid.clone(),
+            OpKind::Write => self.prepaid_write.clone(),
+            OpKind::Delete => None,
+        }
     }
 
     /// This client, using `version` for MAA data-plane calls (token cache and keys shared).
@@ -167,7 +201,7 @@ impl AzureClient {
         AzureClient {
             inner: Arc::clone(&self.inner),
             maa_api_version: Some(Arc::from(version)),
-            prepaid: self.prepaid.clone(),
+            ..self.clone()
         }
     }
 

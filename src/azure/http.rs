@@ -28,6 +28,10 @@ use super::ratelimit::{Admission, OpKind, Prepaid, RateKey, RateLimiter};
 
 /// The operation name of a reconcile's read booking, in errors and metrics.
 pub(crate) const BOOK_READS: &str = "book_reads";
+/// The operation label of a reconcile's write booking ([`HttpCore::admit`] of writes).
+pub(crate) const BOOK_WRITES: &str = "book_writes";
+/// The operation label of a reconcile's delete booking.
+pub(crate) const BOOK_DELETES: &str = "book_deletes";
 
 /// Our user agent.
 pub const USER_AGENT: &str = concat!("guest-attestation-operator/", env!("CARGO_PKG_VERSION"));
@@ -398,23 +402,29 @@ impl HttpCore {
         })
     }
 
-    /// Books `reads` ARM reads of `subscription` for `holder` (see [`RateLimiter::admit`]): the tokens, once
-    /// their wait (at most `patience`) is over; or [`Error::Held`] with the booked instant, to come back then.
+    /// Books `tokens` ARM requests of `kind` in `subscription` for `holder` (see [`RateLimiter::admit`]): the
+    /// tokens, once their wait (at most `patience`) is over; or [`Error::Held`] with the booked instant, to come
+    /// back then.
     pub(crate) async fn admit(
         &self,
         principal: &Arc<str>,
         subscription: &str,
         holder: &str,
-        reads: u32,
+        (kind, tokens): (OpKind, u32),
         patience: Duration,
     ) -> Result<Prepaid, Error> {
-        let key = RateKey::new(principal.clone(), subscription, OpKind::Read);
-        match self.limiter.admit(&key, holder, reads, patience) {
+        let key = RateKey::new(principal.clone(), subscription, kind);
+        let operation = match kind {
+            OpKind::Read => BOOK_READS,
+            OpKind::Write => BOOK_WRITES,
+            OpKind::Delete => BOOK_DELETES,
+        };
+        match self.limiter.admit(&key, holder, tokens, patience) {
             Admission::Granted { wait, prepaid } => {
                 let prepaid = prepaid.reported_to(self.metrics.clone());
                 if !wait.is_zero() {
                     self.metrics
-                        .record_hold(Service::Arm, BOOK_READS, HoldReason::RateLimit, wait);
+                        .record_hold(Service::Arm, operation, HoldReason::RateLimit, wait);
                     tokio::time::sleep(wait).await;
                 }
                 Ok(prepaid)
@@ -422,13 +432,13 @@ impl HttpCore {
             Admission::Booked { retry_after } => {
                 self.metrics.record_hold(
                     Service::Arm,
-                    BOOK_READS,
+                    operation,
                     HoldReason::RateLimit,
                     Duration::ZERO,
                 );
                 Err(Error::Held {
                     service: Service::Arm,
-                    operation: BOOK_READS,
+                    operation,
                     reason: HoldReason::RateLimit,
                     retry_after,
                 })

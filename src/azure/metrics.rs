@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::error::{HoldReason, Service};
+use super::ratelimit::OpKind;
 
 /// One HTTP attempt, as reported to [`AzureMetrics::record_request`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +38,9 @@ pub trait AzureMetrics: Send + Sync + std::fmt::Debug {
         let _ = (service, operation, reason, waited);
     }
 
-    /// A reconcile's booking of ARM reads ended with `unused` of its `booked` tokens not sent on.
-    fn record_booking(&self, booked: u32, unused: u32) {
-        let _ = (booked, unused);
+    /// A reconcile's booking of ARM requests of `kind` ended with `unused` of its `booked` tokens not sent on.
+    fn record_booking(&self, kind: OpKind, booked: u32, unused: u32) {
+        let _ = (kind, booked, unused);
     }
 }
 

@@ -182,7 +182,7 @@ impl Prepaid {
 impl Drop for Prepaid {
     fn drop(&mut self) {
         if let Some(m) = &self.report {
-            m.record_booking(self.booked, self.left());
+            m.record_booking(self.key.kind, self.booked, self.left());
         }
     }
 }
@@ -602,7 +602,8 @@ mod tests {
 
     impl AzureMetrics for Bookings {
         fn record_request(&self, _: &super::super::metrics::RequestRecord) {}
-        fn record_booking(&self, booked: u32, unused: u32) {
+        fn record_booking(&self, kind: OpKind, booked: u32, unused: u32) {
+            assert_eq!(kind, OpKind::Read);
             self.0.lock().unwrap().push((booked, unused));
         }
     }

@@ -334,6 +334,8 @@ async fn apply<C: AzureClients>(
     memory.read_failures = 0;
     record_progress(&mut memory, facts.progress.as_ref(), now);
     let step = decide(obj, ctx, &spec, &source, &facts, &memory, now);
+    // Kept before the PUT: a PUT held for the write budget comes back to a one-read look.
+    memory.surroundings = keep_surroundings(&step, &memory, facts.around, full, now);
     let step = match step.plan {
         Plan::Put(reason) => {
             match put(obj, ctx, &azure, &spec, step, reason, &mut memory, now).await {
@@ -343,7 +345,6 @@ async fn apply<C: AzureClients>(
         }
         _ => step,
     };
-    memory.surroundings = keep_surroundings(&step, &memory, facts.around, full, now);
     let status = render::status(
         obj.status.as_ref(),
         obj.metadata.generation,
@@ -635,6 +636,10 @@ async fn put<C: AzureClients, A: AzureApi>(
     let Some((desired, hash)) = step.desired.clone() else {
         return Ok(step);
     };
+    // Wait for the write budget in the requeue queue, holding this object's place, not in a slot.
+    let azure = azure
+        .admit_write(spec.machine.subscription(), &obj.uid().unwrap_or_default())
+        .await?;
     let deploy_inputs = |put_started, put_rejected, retry_at, started| DeployInputs {
         policy: obj.spec.management_policy,
         assessment: &step.assessment,

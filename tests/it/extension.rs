@@ -412,15 +412,61 @@ async fn a_fleet_over_the_read_budget_deploys_with_each_look_done_once() {
         c
     })
     .await;
+    // About 10 reads per VM at 4/s: 30 s at best.
+    deploy_fleet_each_look_once(&h, VMS).await;
+    let clusters = h
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.to_ascii_lowercase().contains("/clusters/"))
+        .count();
+    assert_eq!(clusters, VMS, "one cluster read per look");
+    assert_held(&h, "book_reads");
+}
+
+/// A fleet that wants more writes than the budget gives: a PUT waits for its booked write in the
+/// requeue queue, and comes back to a one-read look (the machine, VM instance and cluster are not
+/// read again).
+#[tokio::test]
+async fn a_fleet_over_the_write_budget_deploys_with_each_look_done_once() {
+    const VMS: usize = 6;
+    let settings = Settings {
+        concurrency: 8,
+        ..settings()
+    };
+    // Six PUTs at one write a second: some are more than a reconcile's patience away.
+    let h = harness_tuned("gae-write-budget", settings, |mut c| {
+        c.rate_limits = RateLimits {
+            writes: BucketSpec {
+                per_second: 1,
+                burst: 1,
+            },
+            ..RateLimits::default()
+        };
+        c
+    })
+    .await;
+    deploy_fleet_each_look_once(&h, VMS).await;
+    assert_held(&h, "book_writes");
+    let encoded = h.metrics.encode();
+    assert!(
+        encoded.lines().any(|l| l
+            == format!("guest_attestation_azure_booked_writes_total{{outcome=\"used\"}} {VMS}")),
+        "each PUT sent on its booked write:\n{encoded}"
+    );
+}
+
+/// Creates `vms` VMs with an extension each, waits until all are Ready, and checks that each was
+/// deployed with one PUT and its machine read once.
+async fn deploy_fleet_each_look_once(h: &Harness, vms: usize) {
     let cluster = h.cluster("c1", true);
     let mut machines = Vec::new();
-    for i in 0..VMS {
+    for i in 0..vms {
         let name = format!("vm-{i:02}");
         let m = h.vm(&name, "Windows", trusted_vm());
         h.create(&name, &m, json!({"clusterId": cluster})).await;
         machines.push((name, m));
     }
-    // About 10 reads per VM at 4/s: 30 s at best.
     support::wait_for(
         "every extension Ready",
         Duration::from_secs(120),
@@ -430,7 +476,7 @@ async fn a_fleet_over_the_read_budget_deploys_with_each_look_done_once() {
                 .list(&kube::api::ListParams::default())
                 .await
                 .unwrap();
-            list.items.len() == VMS
+            list.items.len() == vms
                 && list
                     .items
                     .iter()
@@ -446,20 +492,18 @@ async fn a_fleet_over_the_read_budget_deploys_with_each_look_done_once() {
             "{name}: the machine read {machine_reads} times"
         );
     }
-    let clusters = h
-        .emu
-        .requests()
-        .iter()
-        .filter(|r| r.method == "GET" && r.path.to_ascii_lowercase().contains("/clusters/"))
-        .count();
-    assert_eq!(clusters, VMS, "one cluster read per look");
+}
+
+/// The budget was saturated: some call was held by a booking of `operation`.
+fn assert_held(h: &Harness, operation: &str) {
     let encoded = h.metrics.encode();
     assert!(
         encoded
             .lines()
             .any(|l| l.starts_with("guest_attestation_azure_holds_total")
-                && l.contains("rate_limit")),
-        "the budget was saturated (looks waited for their reads):\n{encoded}"
+                && l.contains("rate_limit")
+                && l.contains(&format!("operation=\"{operation}\""))),
+        "no {operation} hold:\n{encoded}"
     );
 }
 
