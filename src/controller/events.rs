@@ -30,7 +30,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 const NOTE_MAX: usize = 1024;
 
 /// What makes two events the same: a digest of their type, reason, action, note and object.
-type Key = [u8; 16];
+type Key = super::Digest;
 
 /// One event sent, as much as its series needs.
 #[derive(Debug)]
@@ -118,7 +118,7 @@ fn type_name(type_: EventType) -> &'static str {
 
 /// The digest of what makes two events the same.
 fn key(type_: EventType, reason: &str, action: &str, note: &str, about: &ObjectReference) -> Key {
-    let text = [
+    super::digest(&[
         type_name(type_),
         reason,
         action,
@@ -128,12 +128,7 @@ fn key(type_: EventType, reason: &str, action: &str, note: &str, about: &ObjectR
         about.namespace.as_deref().unwrap_or_default(),
         about.name.as_deref().unwrap_or_default(),
         about.uid.as_deref().unwrap_or_default(),
-    ]
-    .join("\0");
-    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    let mut key = [0; 16];
-    key.copy_from_slice(&digest.as_ref()[..16]);
-    key
+    ])
 }
 
 /// Publishes one controller's Events.

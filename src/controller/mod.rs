@@ -18,6 +18,18 @@ pub fn scope(controller: &str, namespace: Option<&str>) -> String {
     format!("{controller}/{}", namespace.unwrap_or("*"))
 }
 
+/// A 16-byte SHA-256 digest of `parts` (joined by NUL): what the controllers keep to recognise a
+/// long value again without keeping the value.
+pub type Digest = [u8; 16];
+
+/// The [`Digest`] of `parts`.
+pub fn digest(parts: &[&str]) -> Digest {
+    let digest = ring::digest::digest(&ring::digest::SHA256, parts.join("\0").as_bytes());
+    let mut d = [0; 16];
+    d.copy_from_slice(&digest.as_ref()[..16]);
+    d
+}
+
 /// Drops what the controllers never read before an object enters a cache: managedFields and
 /// the last-applied annotation (the largest parts of a small object).
 pub fn strip_for_cache<K: kube::Resource>(obj: &mut K) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::azure::{
     AzureApi, ClusterId, Error as AzureError, Lro, LroPoll, Machine, MachineExtension, MachineId,
 };
+use crate::controller::{Digest, digest};
 
 use super::desired::EXTENSION_NAME;
 use super::preflight::VmFacts;
@@ -45,16 +46,17 @@ impl Source {
     }
 
     /// What a change of the source is recognised by (a changed source means the desired
-    /// settings may have changed, so Azure is looked at again at once).
-    pub fn fingerprint(&self) -> String {
+    /// settings may have changed, so Azure is looked at again at once): a digest, because each
+    /// object's memory keeps it.
+    pub fn fingerprint(&self) -> Digest {
         match self {
-            Self::Cluster(c) => c.to_string(),
+            Self::Cluster(c) => digest(&["cluster", &c.to_string()]),
             Self::Provider {
                 attest_uri,
                 cluster,
                 ..
-            } => format!("{attest_uri}|{cluster}"),
-            Self::Problem(p) => p.to_string(),
+            } => digest(&["provider", attest_uri, &cluster.to_string()]),
+            Self::Problem(p) => digest(&["problem", &p.to_string()]),
         }
     }
 }
@@ -303,6 +305,41 @@ pub async fn read<A: AzureApi>(
 mod tests {
     use super::*;
     use crate::azure::Service;
+
+    #[test]
+    fn a_source_is_recognised_by_its_cluster_and_endpoint() {
+        let cluster = |n: &str| {
+            format!("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.AzureStackHCI/clusters/{n}")
+                .parse::<ClusterId>()
+                .unwrap()
+        };
+        let named = |name: &str, uri: &str, c: &str| Source::Provider {
+            name: name.to_owned(),
+            attest_uri: uri.to_owned(),
+            cluster: cluster(c),
+        };
+        let provider = |uri: &str, c: &str| named("p", uri, c);
+        let a = Source::Cluster(cluster("c1"));
+        assert_eq!(
+            a.fingerprint(),
+            Source::Cluster(cluster("c1")).fingerprint()
+        );
+        assert_ne!(
+            a.fingerprint(),
+            Source::Cluster(cluster("c2")).fingerprint()
+        );
+        let p = provider("https://a.attest.azure.net", "c1");
+        assert_ne!(p.fingerprint(), a.fingerprint());
+        assert_ne!(
+            p.fingerprint(),
+            provider("https://b.attest.azure.net", "c1").fingerprint()
+        );
+        assert_eq!(
+            p.fingerprint(),
+            named("renamed", "https://a.attest.azure.net", "c1").fingerprint(),
+            "the name changes no settings"
+        );
+    }
 
     #[test]
     fn reads_of_a_look() {

@@ -51,7 +51,7 @@ use crate::azure::{AzureApi, AzureClients, ClusterId, Error as AzureError, Machi
 use crate::controller::companions::Companions;
 use crate::controller::conditions::Desired;
 use crate::controller::memory::Store;
-use crate::controller::{Context, azure_reason, context::delay};
+use crate::controller::{Context, Digest, azure_reason, context::delay};
 use crate::crd::{
     AttestationProvider, AttestationStatus, ConditionStatus, GuestAttestationExtension,
 };
@@ -78,7 +78,7 @@ pub struct Memory {
     /// When Azure is due to be looked at again.
     pub next_check: Option<Timestamp>,
     /// The generation and settings source the last look was made for.
-    pub checked: Option<(Option<i64>, String)>,
+    pub checked: Option<(Option<i64>, Digest)>,
     /// Failed deployments in a row.
     pub deploy_failures: u32,
     /// When the last deployment failed.
@@ -422,7 +422,7 @@ async fn resolve_source<C: AzureClients>(
 }
 
 /// Azure is due to be looked at: first sight, a spec or source change, or the scheduled time.
-fn due(memory: &Memory, fingerprint: &(Option<i64>, String), now: Timestamp) -> bool {
+fn due(memory: &Memory, fingerprint: &(Option<i64>, Digest), now: Timestamp) -> bool {
     memory.checked.as_ref() != Some(fingerprint) || memory.next_check.is_none_or(|t| t <= now)
 }
 
@@ -965,16 +965,17 @@ mod tests {
     #[test]
     fn azure_is_looked_at_only_when_due() {
         let now = ts("2026-01-01T00:00:00Z");
-        let fp = (Some(1), "c".to_owned());
+        let fp = (Some(1), crate::controller::digest(&["c"]));
         assert!(due(&Memory::default(), &fp, now));
         let m = Memory {
-            checked: Some(fp.clone()),
+            checked: Some(fp),
             next_check: Some(ts("2026-01-01T00:10:00Z")),
             ..Memory::default()
         };
         assert!(!due(&m, &fp, now), "our own status write finds nothing due");
-        assert!(due(&m, &(Some(2), "c".to_owned()), now), "spec change");
-        assert!(due(&m, &(Some(1), "d".to_owned()), now), "source change");
+        assert!(due(&m, &(Some(2), fp.1), now), "spec change");
+        let other = crate::controller::digest(&["d"]);
+        assert!(due(&m, &(Some(1), other), now), "source change");
         assert!(due(&m, &fp, ts("2026-01-01T00:10:00Z")), "scheduled");
     }
 

@@ -17,8 +17,8 @@
 //! controllers; an unexpected reason longer than 64 characters is reported as `Other`.
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, PoisonError},
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, LazyLock, Mutex, PoisonError},
 };
 
 use futures::StreamExt;
@@ -43,9 +43,9 @@ use crate::crd::{
 /// One condition, reduced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Cond {
-    type_: String,
+    type_: Arc<str>,
     status: &'static str,
-    reason: String,
+    reason: Arc<str>,
     since: i64,
 }
 
@@ -54,15 +54,41 @@ struct Cond {
 pub struct Summary {
     conditions: Vec<Cond>,
     generation_pending: bool,
-    health: Option<(&'static str, String)>,
+    health: Option<(&'static str, Arc<str>)>,
 }
 
-fn bounded(reason: &str) -> String {
-    if reason.len() <= 64 && reason.chars().all(|c| c.is_ascii_alphanumeric()) {
-        reason.to_owned()
-    } else {
-        "Other".to_owned()
+/// Label values seen so far. They come from closed sets, so each is kept once for all objects
+/// (a copy per object cost about 0.4 KiB a VM).
+#[derive(Debug, Default)]
+struct Values(Mutex<HashSet<Arc<str>>>);
+
+impl Values {
+    /// The label value for `value`: itself when it is a short identifier and fewer than `max`
+    /// values are known, else `Other`; one shared copy.
+    fn get(&self, value: &str, max: usize) -> Arc<str> {
+        let short = value.len() <= 64 && value.chars().all(|c| c.is_ascii_alphanumeric());
+        let mut values = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let value = if short && (values.len() < max || values.contains(value)) {
+            value
+        } else {
+            "Other"
+        };
+        if let Some(v) = values.get(value) {
+            return Arc::clone(v);
+        }
+        let v: Arc<str> = Arc::from(value);
+        values.insert(Arc::clone(&v));
+        v
     }
+}
+
+static VALUES: LazyLock<Values> = LazyLock::new(Values::default);
+
+/// More distinct values than this are reported as `Other` (the sets are far smaller).
+const MAX_VALUES: usize = 512;
+
+fn bounded(value: &str) -> Arc<str> {
+    VALUES.get(value, MAX_VALUES)
 }
 
 fn status_str(s: ConditionStatus) -> &'static str {
@@ -77,7 +103,7 @@ fn reduce(
     generation: Option<i64>,
     observed: Option<i64>,
     conditions: &[Condition],
-    health: Option<(&'static str, String)>,
+    health: Option<(&'static str, Arc<str>)>,
 ) -> Summary {
     Summary {
         conditions: conditions
@@ -267,7 +293,7 @@ enum Change {
     Relist(HashMap<String, Summary>),
 }
 
-type CondKey = (&'static str, String, &'static str, String);
+type CondKey = (&'static str, Arc<str>, &'static str, Arc<str>);
 
 impl Collector for StatusMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
@@ -278,7 +304,7 @@ impl Collector for StatusMetrics {
         let mut objects: BTreeMap<&'static str, i64> = BTreeMap::new();
         let mut pending: BTreeMap<&'static str, i64> = BTreeMap::new();
         let mut conds: BTreeMap<CondKey, (i64, i64)> = BTreeMap::new();
-        let mut health: BTreeMap<(&'static str, String), i64> = BTreeMap::new();
+        let mut health: BTreeMap<(&'static str, Arc<str>), i64> = BTreeMap::new();
         for ((kind, _), seen) in w.iter() {
             *objects.entry(kind).or_default() += i64::try_from(seen.objects.len()).unwrap_or(0);
             pending.entry(kind).or_default();
@@ -320,9 +346,9 @@ impl Collector for StatusMetrics {
         let labels = |(kind, type_, status, reason): &CondKey| {
             vec![
                 ("kind", (*kind).to_owned()),
-                ("condition", type_.clone()),
+                ("condition", type_.to_string()),
                 ("status", (*status).to_owned()),
-                ("reason", reason.clone()),
+                ("reason", reason.to_string()),
             ]
         };
         let mut family = encoder.encode_descriptor(
@@ -351,7 +377,7 @@ impl Collector for StatusMetrics {
         )?;
         for ((h, r), n) in &health {
             ConstGauge::new(*n).encode(
-                family.encode_family(&[("health", (*h).to_owned()), ("reason", r.clone())])?,
+                family.encode_family(&[("health", (*h).to_owned()), ("reason", r.to_string())])?,
             )?;
         }
         Ok(())
@@ -433,9 +459,24 @@ mod tests {
     }
 
     #[test]
-    fn reasons_are_bounded() {
-        assert_eq!(bounded("PolicyDrifted"), "PolicyDrifted");
-        assert_eq!(bounded("has spaces"), "Other");
-        assert_eq!(bounded(&"A".repeat(65)), "Other");
+    fn reasons_are_bounded_and_shared() {
+        assert_eq!(&*bounded("PolicyDrifted"), "PolicyDrifted");
+        assert_eq!(&*bounded("has spaces"), "Other");
+        assert_eq!(&*bounded(&"A".repeat(65)), "Other");
+        assert!(
+            Arc::ptr_eq(&bounded("Attested"), &bounded("Attested")),
+            "one copy for all objects"
+        );
+        let values = Values::default();
+        for i in 0..3 {
+            let _ = values.get(&format!("Reason{i}"), 4);
+        }
+        assert_eq!(&*values.get("Known", 4), "Known");
+        assert_eq!(
+            &*values.get("NeverSeenBefore", 4),
+            "Other",
+            "the set is capped"
+        );
+        assert_eq!(&*values.get("Reason1", 4), "Reason1", "known values stay");
     }
 }
