@@ -896,16 +896,7 @@ async fn booked_reads_skip_the_queue_and_late_bookings_say_when_to_come_back() {
     );
 
     // b comes back when told and sends its 30 reads without queueing again.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let b = loop {
-        match client.admit(SUB, "b", 30).await {
-            Ok(b) => break b,
-            Err(Error::Held { retry_after, .. }) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(retry_after).await;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let b = come_back(|| client.admit(SUB, "b", 30)).await;
     let before = emu.requests().len();
     let started = tokio::time::Instant::now();
     for _ in 0..30 {
@@ -918,12 +909,7 @@ async fn booked_reads_skip_the_queue_and_late_bookings_say_when_to_come_back() {
     );
     assert_eq!(emu.requests().len() - before, 30);
     // The rate held over the whole: 32 reads with a burst of 2 at 10/s span at least 3 s.
-    let times: Vec<SystemTime> = arm_requests(&emu, "GET", "/machines/")
-        .iter()
-        .map(|r| r.time)
-        .collect();
-    assert_eq!(times.len(), 32);
-    let span = times[31].duration_since(times[0]).unwrap();
+    let span = span_of(&emu, "GET", "/machines/", 32);
     assert!(span >= Duration::from_millis(2900), "{span:?}");
     emu.shutdown().await;
 }
@@ -976,16 +962,7 @@ async fn a_booked_write_holds_its_place_and_is_sent_without_queueing() {
     assert!(client.admit(SUB, "d", 1).await.is_ok());
 
     // d comes back when told: its write is granted and the PUT goes out without queueing again.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let late = loop {
-        match client.admit_write(SUB, "d").await {
-            Ok(c) => break c,
-            Err(Error::Held { retry_after, .. }) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(retry_after).await;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let late = come_back(|| client.admit_write(SUB, "d")).await;
     let started = tokio::time::Instant::now();
     put(late, "vm2").await.unwrap();
     assert!(
@@ -995,14 +972,37 @@ async fn a_booked_write_holds_its_place_and_is_sent_without_queueing() {
     );
     // Four writes booked at 1/s with a burst of 1: a's PUT and d's are at least 3 s apart (b's and c's tokens
     // stay spent unused).
-    let times: Vec<SystemTime> = arm_requests(&emu, "PUT", "/extensions/")
+    let span = span_of(&emu, "PUT", "/extensions/", 2);
+    assert!(span >= Duration::from_millis(2900), "{span:?}");
+    emu.shutdown().await;
+}
+
+/// Books again while the booking is held, waiting as told (10 s at most).
+async fn come_back<F, Fut>(mut book: F) -> AzureClient
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<AzureClient, Error>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match book().await {
+            Ok(c) => return c,
+            Err(Error::Held { retry_after, .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(retry_after).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// The time from the first to the last of the `n` ARM requests of `method` whose path contains `path_part`.
+fn span_of(emu: &Emulator, method: &str, path_part: &str, n: usize) -> Duration {
+    let times: Vec<SystemTime> = arm_requests(emu, method, path_part)
         .iter()
         .map(|r| r.time)
         .collect();
-    assert_eq!(times.len(), 2);
-    let span = times[1].duration_since(times[0]).unwrap();
-    assert!(span >= Duration::from_millis(2900), "{span:?}");
-    emu.shutdown().await;
+    assert_eq!(times.len(), n);
+    times[n - 1].duration_since(times[0]).unwrap()
 }
 
 // ------------------------------------------------------------------------------------------------------------

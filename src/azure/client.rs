@@ -144,19 +144,9 @@ impl AzureClient {
         holder: &str,
         reads: u32,
     ) -> Result<AzureClient, Error> {
-        let prepaid = self
-            .inner
-            .core
-            .admit(
-                &self.inner.principal,
-                subscription,
-                holder,
-                (OpKind::Read, reads),
-                ADMISSION_PATIENCE,
-            )
-            .await?;
+        let prepaid = self.book(subscription, holder, OpKind::Read, reads).await?;
         Ok(AzureClient {
-            prepaid: Some(Arc::new(prepaid)),
+            prepaid: Some(prepaid),
             ..self.clone()
         })
     }
@@ -169,21 +159,31 @@ impl AzureClient {
         subscription: &str,
         holder: &str,
     ) -> Result<AzureClient, Error> {
-        let prepaid = self
-            .inner
-            .core
-            .admit(
-                &self.inner.principal,
-                subscription,
-                holder,
-                (OpKind::Write, 1),
-                ADMISSION_PATIENCE,
-            )
-            .await?;
+        let prepaid = self.book(subscription, holder, OpKind::Write, 1).await?;
         Ok(AzureClient {
-            prepaid_write: Some(Arc::new(prepaid)),
+            prepaid_write: Some(prepaid),
             ..self.clone()
         })
+    }
+
+    async fn book(
+        &self,
+        subscription: &str,
+        holder: &str,
+        kind: OpKind,
+        tokens: u32,
+    ) -> Result<Arc<Prepaid>, Error> {
+        let core = &self.inner.core;
+        let principal = &self.inner.principal;
+        core.admit(
+            principal,
+            subscription,
+            holder,
+            (kind, tokens),
+            ADMISSION_PATIENCE,
+        )
+        .await
+        .map(Arc::new)
     }
 
     /// The tokens booked ahead for requests of `method` (reads, or the write), if any.

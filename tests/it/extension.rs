@@ -397,20 +397,17 @@ async fn deploys_the_documented_extension() {
 async fn a_fleet_over_the_read_budget_deploys_with_each_look_done_once() {
     const VMS: usize = 12;
     // Eight looks at once want 32 reads: 8 s of a 4 reads/s budget, longer than a call may wait.
-    let settings = Settings {
-        concurrency: 8,
-        ..settings()
+    let reads = BucketSpec {
+        per_second: 4,
+        burst: 4,
     };
-    let h = harness_tuned("gae-budget", settings, |mut c| {
-        c.rate_limits = RateLimits {
-            reads: BucketSpec {
-                per_second: 4,
-                burst: 4,
-            },
+    let h = harness_over_budget(
+        "gae-budget",
+        RateLimits {
+            reads,
             ..RateLimits::default()
-        };
-        c
-    })
+        },
+    )
     .await;
     // About 10 reads per VM at 4/s: 30 s at best.
     deploy_fleet_each_look_once(&h, VMS).await;
@@ -430,21 +427,18 @@ async fn a_fleet_over_the_read_budget_deploys_with_each_look_done_once() {
 #[tokio::test]
 async fn a_fleet_over_the_write_budget_deploys_with_each_look_done_once() {
     const VMS: usize = 6;
-    let settings = Settings {
-        concurrency: 8,
-        ..settings()
-    };
     // Six PUTs at one write a second: some are more than a reconcile's patience away.
-    let h = harness_tuned("gae-write-budget", settings, |mut c| {
-        c.rate_limits = RateLimits {
-            writes: BucketSpec {
-                per_second: 1,
-                burst: 1,
-            },
+    let writes = BucketSpec {
+        per_second: 1,
+        burst: 1,
+    };
+    let h = harness_over_budget(
+        "gae-write-budget",
+        RateLimits {
+            writes,
             ..RateLimits::default()
-        };
-        c
-    })
+        },
+    )
     .await;
     deploy_fleet_each_look_once(&h, VMS).await;
     assert_held(&h, "book_writes");
@@ -454,6 +448,19 @@ async fn a_fleet_over_the_write_budget_deploys_with_each_look_done_once() {
             == format!("guest_attestation_azure_booked_writes_total{{outcome=\"used\"}} {VMS}")),
         "each PUT sent on its booked write:\n{encoded}"
     );
+}
+
+/// A harness with eight turns and these ARM budgets.
+async fn harness_over_budget(prefix: &str, limits: RateLimits) -> Harness {
+    let settings = Settings {
+        concurrency: 8,
+        ..settings()
+    };
+    harness_tuned(prefix, settings, move |mut c| {
+        c.rate_limits = limits;
+        c
+    })
+    .await
 }
 
 /// Creates `vms` VMs with an extension each, waits until all are Ready, and checks that each was
