@@ -57,6 +57,10 @@ get() { awk -v k="$2" '$1 == k { $1 = ""; sub(/^ /, ""); print; exit }' "$1"; }
   row "cold start: reconciles/s" "–" cold_start.reconciles_per_s
   row "cold start: Azure reads (all VMs)" "–" cold_start.azure_reads
   row "cold start: Azure writes (all VMs)" "–" cold_start.azure_writes
+  row "cold start: reconciles held for booked reads" "–" cold_start.bookings.read_holds
+  row "cold start: reconciles held for a booked write" "–" cold_start.bookings.write_holds
+  row "cold start: booked read tokens unused" "0 (exact booking)" cold_start.bookings.unused_read_tokens
+  row "cold start: booked write tokens unused" "0 (exact booking)" cold_start.bookings.unused_write_tokens
   row "steady: reconciles/s" "–" steady.reconciles_per_s
   row "steady: Azure reads / VM / interval" "T5 ≤ 1 per controller (2 in all)" steady.azure_requests_per_vm_per_interval.reads
   row "steady: Azure writes / VM / interval" "T5 0" steady.azure_requests_per_vm_per_interval.writes

@@ -263,6 +263,12 @@ run_one() {
   local cpu_ready; cpu_ready="$(cpu_seconds "$opid")"
   local runs_ready; runs_ready="$(metric_sum "$w/metrics.ready" guest_attestation_reconcile_runs_total)"
   log "cold start: ${cold_s}s (GAE Ready ${gae_s}s), $runs_ready reconciles, ${cpu_ready} CPU s"
+  # Reconciles that waited for, or were sent back to wait for, their booked reads or write; tokens left unused.
+  local held_reads held_writes unused_reads unused_writes
+  held_reads="$(metric_sum "$w/metrics.ready" guest_attestation_azure_holds_total 'operation="book_reads"')"
+  held_writes="$(metric_sum "$w/metrics.ready" guest_attestation_azure_holds_total 'operation="book_writes"')"
+  unused_reads="$(metric_sum "$w/metrics.ready" guest_attestation_azure_booked_reads_total 'outcome="unused"')"
+  unused_writes="$(metric_sum "$w/metrics.ready" guest_attestation_azure_booked_writes_total 'outcome="unused"')"
   curl -sf "$admin/requests" > "$w/requests.cold.json"
   curl -sf -X DELETE "$admin/requests" >/dev/null
 
@@ -391,7 +397,8 @@ run_one() {
   "cold_start": {"all_ready_s": $cold_s, "all_gae_ready_s": $gae_s, "gae_ready": $gae_ready, "ats_assessed": $ats_ready,
                  "reconciles": $runs_ready, "reconciles_per_s": $rps_cold, "cpu_s": $cpu_ready,
                  "azure_reads": $cold_reads, "azure_writes": $cold_writes, "azure_requests_per_vm_by_operation": {$cold_ops},
-                 "k8s_writes": $cold_writes_k8s},
+                 "k8s_writes": $cold_writes_k8s,
+                 "bookings": {"read_holds": $held_reads, "write_holds": $held_writes, "unused_read_tokens": $unused_reads, "unused_write_tokens": $unused_writes}},
   "steady": {"reconciles_per_s": $rps_steady, "reconciles_total_by_controller": {$runs_by},
              "azure_requests_per_vm_per_interval": {"reads": $azure_reads, "writes": $azure_writes, "by_operation": {$azure_ops}},
              "k8s_writes_in_window": $writes_total, "k8s_writes_by_verb_resource": {$writes_by}, "k8s_event_writes": $writes_events,
