@@ -500,7 +500,7 @@ impl AzureClient {
             self.principal_arc(),
         );
         req.subscription = subscription_of(&url);
-        req.prepaid = self.prepaid(&Method::GET);
+        req.prepaid = self.prepaid(&req.method);
         self.arm_send(&req).await
     }
 

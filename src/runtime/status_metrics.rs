@@ -14,7 +14,8 @@
 //! * `guest_attestation_attestation_health{health,reason}`: AttestationStatus objects by health.
 //!
 //! Labels are bounded: kinds, condition types and reasons come from closed sets in the
-//! controllers; an unexpected reason longer than 64 characters is reported as `Other`.
+//! controllers; a value that is not a short identifier (at most 64 ASCII letters and digits), or
+//! one past the first 512 distinct values, is reported as `Other`.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
