@@ -10,16 +10,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
+use futures::TryStreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, ResourceExt,
-    runtime::{
-        Controller, WatchStreamExt,
-        controller::{self, Action},
-        events::EventType,
-        reflector, watcher,
-    },
+    runtime::{WatchStreamExt, events::EventType, watcher},
 };
 use tracing::{info, warn};
 
@@ -29,6 +24,7 @@ use super::schedule;
 use crate::azure::{AzureApi, AzureClients, Error as AzureError, MachineId};
 use crate::controller::companions::Companions;
 use crate::controller::memory::Store;
+use crate::controller::{Action, cache::Cache, runner};
 use crate::controller::{Context, Error, azure_reason, duration};
 use crate::crd::{AttestationStatus, AttestationStatusStatus, Health};
 use crate::metrics::TransitionLabels;
@@ -453,7 +449,7 @@ fn record_attested_time<C: AzureClients>(
 }
 
 /// Failed reconciles (Kubernetes errors, timeouts) back off per object: 5 s × 2ⁿ, capped at 5 min.
-#[allow(clippy::needless_pass_by_value)] // the signature kube::runtime::Controller::run expects
+#[allow(clippy::needless_pass_by_value)] // the signature runner::run expects
 pub fn error_policy<C: AzureClients>(
     obj: Arc<AttestationStatus>,
     error: &Error,
@@ -484,14 +480,17 @@ pub async fn run<C: AzureClients>(
         None => Api::all(client),
     };
     let settings = &sctx.ctx.settings;
-    let (reader, writer) = reflector::store();
+    let reader = Cache::<AttestationStatus>::default();
     let stream = watcher(
         api,
         watcher::Config::default().page_size(settings.page_size),
     )
     .default_backoff()
     .modify(crate::controller::strip_for_cache)
-    .reflect(writer)
+    .inspect_ok({
+        let cache = reader.clone();
+        move |event| cache.apply(event)
+    })
     .touched_objects();
     let _companions = Companions::start(
         &sctx,
@@ -502,15 +501,17 @@ pub async fn run<C: AzureClients>(
         )),
         &reader,
     );
-    Controller::for_stream(stream, reader)
-        // Unbounded here: reconciles take turns in arrival order in Context::reconcile_in_turn.
-        .with_config(controller::Config::default().concurrency(0))
-        .graceful_shutdown_on(sctx.ctx.closing_turns(shutdown))
-        // Boxed: kube-runtime keeps each pending reconcile inline in a table that never shrinks,
-        // so its slots would stay the size of the whole reconcile after a cold start.
-        .run(|o, c| Box::pin(reconcile(o, c)), error_policy, sctx)
-        .for_each(|_| std::future::ready(()))
-        .await;
+    let (on_change, on_error) = (Arc::clone(&sctx), Arc::clone(&sctx));
+    runner::run(
+        reader,
+        runner::trigger_self(stream),
+        settings.concurrency,
+        // Boxed: the reconcile is large, and only the tasks running hold one.
+        move |o| Box::pin(reconcile(o, Arc::clone(&on_change))),
+        move |o, e| error_policy(o, e, Arc::clone(&on_error)),
+        sctx.ctx.closing_turns(shutdown),
+    )
+    .await;
 }
 
 #[cfg(test)]

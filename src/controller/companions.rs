@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use kube::Resource;
-use kube::runtime::reflector;
 use tokio::task::JoinHandle;
 
+use super::cache::View;
 use super::fleet::{self, Fleet};
 use super::memory::{self, Store};
 
@@ -17,15 +16,14 @@ pub struct Companions(Vec<JoinHandle<()>>);
 impl Companions {
     /// Starts pruning `memory_of(ctx)` against `reader`, and, with `fleet`, counting `reader`'s objects under
     /// `key`.
-    pub fn start<K, M, X>(
+    pub fn start<V, M, X>(
         ctx: &Arc<X>,
         memory_of: fn(&X) -> &Store<M>,
         fleet: Option<(Arc<Fleet>, String)>,
-        reader: &reflector::Store<K>,
+        reader: &V,
     ) -> Self
     where
-        K: Resource + Clone + Send + Sync + 'static,
-        K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+        V: View,
         M: Clone + Default + Send + 'static,
         X: Send + Sync + 'static,
     {

@@ -8,11 +8,11 @@ use std::future::Future;
 
 use tracing::Instrument;
 
+use super::runner::Action;
 use super::turns::Turns;
 use kube::{
     Api, Client,
     api::{Patch, PatchParams},
-    runtime::controller::Action,
 };
 
 use super::events::{EventType, Publisher};
@@ -188,20 +188,21 @@ impl<C: AzureClients> Context<C> {
     /// holds no more than its handles. The reconcile is counted, bounded by the reconcile
     /// timeout, and resets the object's backoff when it succeeds. Once the controller is
     /// stopping, waiting reconciles return without running.
-    pub async fn reconcile_in_turn<K, F, Fut, E>(
+    pub async fn reconcile_in_turn<K, F, Fut, E, A>(
         &self,
         controller: &'static str,
         obj: &K,
         work: F,
-    ) -> Result<Action, E>
+    ) -> Result<A, E>
     where
         K: kube::Resource,
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Action, E>>,
+        Fut: Future<Output = Result<A, E>>,
         E: From<Error>,
+        A: From<Action>,
     {
         let Some(_turn) = self.turns.take().await else {
-            return Ok(Action::await_change());
+            return Ok(Action::await_change().into());
         };
         // The span too is made only now: thousands of reconciles may be waiting.
         let meta = obj.meta();

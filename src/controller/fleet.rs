@@ -9,9 +9,6 @@
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
-use kube::Resource;
-use kube::runtime::reflector::Store;
-
 /// Reads per cached object per refresh interval, with the occasional extra reads.
 const READS_PER_OBJECT: f64 = 1.25;
 
@@ -80,16 +77,12 @@ pub fn min_interval(objects: usize, reads_per_second: f64) -> Duration {
 }
 
 /// Keeps `fleet`'s count for `key` equal to the size of `store`, once a second, until aborted.
-pub async fn track<K>(fleet: std::sync::Arc<Fleet>, key: String, store: Store<K>)
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
+pub async fn track<V: super::cache::View>(fleet: std::sync::Arc<Fleet>, key: String, store: V) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        fleet.set(&key, store.len());
+        fleet.set(&key, store.count());
     }
 }
 

@@ -6,9 +6,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use kube::runtime::reflector;
-use kube::{Resource, ResourceExt};
-
 /// How often memory of objects no longer cached is dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
 
@@ -95,13 +92,12 @@ impl<M: Clone + Default> Store<M> {
 
 /// Adds `reader` to the caches of `store`, then every few minutes forgets the objects in none of
 /// them (deleted ones get no reconcile to say so). Runs until aborted.
-pub async fn prune<K, M>(store: &Store<M>, reader: reflector::Store<K>)
+pub async fn prune<M, V>(store: &Store<M>, reader: V)
 where
-    K: Resource + Clone + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
     M: Clone + Default,
+    V: super::cache::View,
 {
-    store.add_cache(move || reader.state().iter().filter_map(|o| o.uid()).collect());
+    store.add_cache(move || reader.uids());
     let mut tick = tokio::time::interval(PRUNE_EVERY);
     tick.tick().await;
     loop {

@@ -1,6 +1,7 @@
 //! What the three controllers share: settings, the context, conditions, durations, errors.
 
 pub mod azure_reason;
+pub mod cache;
 pub mod companions;
 pub mod conditions;
 pub mod context;
@@ -8,9 +9,11 @@ pub mod duration;
 pub mod events;
 pub mod fleet;
 pub mod memory;
+pub mod runner;
 pub mod turns;
 
 pub use context::{Context, Error, Settings};
+pub use runner::Action;
 
 /// The name of one controller's run in one namespace (`*`: all namespaces), e.g.
 /// `attestationstatus/team-a`: the key of its fleet count and the name of its task.

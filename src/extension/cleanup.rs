@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::runtime::{controller::Action, events::EventType};
+use kube::runtime::events::EventType;
+
+use crate::controller::Action;
 use tracing::{info, warn};
 
 use super::compare;

@@ -27,13 +27,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, ResourceExt,
     api::{Patch, PatchParams},
-    runtime::{
-        Controller, WatchStreamExt,
-        controller::{self, Action},
-        events::EventType,
-        reflector::{self, ObjectRef},
-        watcher,
-    },
+    runtime::{WatchStreamExt, events::EventType, reflector::ObjectRef, watcher},
 };
 use tracing::warn;
 
@@ -51,6 +45,7 @@ use crate::azure::{AzureApi, AzureClients, ClusterId, Error as AzureError, Machi
 use crate::controller::companions::Companions;
 use crate::controller::conditions::Desired;
 use crate::controller::memory::Store;
+use crate::controller::{Action, cache::Cache, runner};
 use crate::controller::{Context, Digest, azure_reason, context::delay};
 use crate::crd::{
     AttestationProvider, AttestationStatus, ConditionStatus, GuestAttestationExtension,
@@ -854,7 +849,7 @@ async fn ensure_children<C: AzureClients>(
 // controller
 
 /// Failed reconciles (Kubernetes errors, timeouts) back off per object: 5 s × 2ⁿ, capped at 5 min.
-#[allow(clippy::needless_pass_by_value)] // the signature kube::runtime::Controller::run expects
+#[allow(clippy::needless_pass_by_value)] // the signature runner::run expects
 pub fn error_policy<C: AzureClients>(
     obj: Arc<GuestAttestationExtension>,
     error: &Error,
@@ -900,11 +895,14 @@ pub async fn run<C: AzureClients>(
     };
     let settings = &ectx.ctx.settings;
     let config = || watcher::Config::default().page_size(settings.page_size);
-    let (reader, writer) = reflector::store();
+    let reader = Cache::<GuestAttestationExtension>::default();
     let stream = watcher(api, config())
         .default_backoff()
         .modify(crate::controller::strip_for_cache)
-        .reflect(writer)
+        .inspect_ok({
+            let cache = reader.clone();
+            move |event| cache.apply(event)
+        })
         .touched_objects();
     let _companions = Companions::start(
         &ectx,
@@ -941,17 +939,29 @@ pub async fn run<C: AzureClients>(
             .map(|g| ObjectRef::from_obj(&*g))
             .collect::<Vec<_>>()
     };
-    Controller::for_stream(stream, reader)
-        .owns_stream(status_stream)
-        .watches(providers, config(), referencing)
-        // Unbounded here: reconciles take turns in arrival order in Context::reconcile_in_turn.
-        .with_config(controller::Config::default().concurrency(0))
-        .graceful_shutdown_on(ectx.ctx.closing_turns(shutdown))
-        // Boxed: kube-runtime keeps each pending reconcile inline in a table that never shrinks,
-        // so its slots would stay the size of the whole reconcile after a cold start.
-        .run(|o, c| Box::pin(reconcile(o, c)), error_policy, ectx)
-        .for_each(|_| std::future::ready(()))
-        .await;
+    let triggers = futures::stream::select_all([
+        runner::trigger_self(stream).boxed(),
+        runner::trigger_owners(status_stream).boxed(),
+        runner::trigger_mapped(
+            watcher(providers, config())
+                .default_backoff()
+                .touched_objects(),
+            referencing,
+        )
+        .boxed(),
+    ]);
+    let concurrency = settings.concurrency;
+    let (on_change, on_error) = (Arc::clone(&ectx), Arc::clone(&ectx));
+    runner::run(
+        reader,
+        triggers,
+        concurrency,
+        // Boxed: the reconcile is large, and only the tasks running hold one.
+        move |o| Box::pin(reconcile(o, Arc::clone(&on_change))),
+        move |o, e| error_policy(o, e, Arc::clone(&on_error)),
+        ectx.ctx.closing_turns(shutdown),
+    )
+    .await;
 }
 
 #[cfg(test)]
