@@ -73,6 +73,7 @@ get() { awk -v k="$2" '$1 == k { $1 = ""; sub(/^ /, ""); print; exit }' "$1"; }
   row "RSS steady" "T1 < 96 MiB at 10k" memory.rss_steady_mib " MiB"
   row "RSS peak (VmHWM)" "T1 < 128 MiB at 10k" memory.rss_peak_mib " MiB"
   row "RSS / cached object (no baseline)" "T1 ≤ 3 KiB (store only)" memory.rss_kib_per_cached_object " KiB"
+  row "packed cache / cached object (since the packed cache)" "T1 ≤ 3 KiB (store only)" memory.cache_bytes_per_cached_object " B"
   row "CPU seconds, cold start" "–" cold_start.cpu_s " s"
   row "CPU seconds / interval, steady" "–" steady.cpu_s_per_interval " s"
   row "CPU seconds, whole run" "–" cpu_s_total " s"

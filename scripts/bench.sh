@@ -142,8 +142,8 @@ requests_tsv() { # emulator /requests JSON -> epoch<TAB>method<TAB>operation<TAB
       printf "%s.%09d\t%s\t%s_%s\t%s\n", s, t, m, m, op, p
     }'
 }
-audit_tsv() { # audit.log -> stamp<TAB>verb<TAB>resource<TAB>subresource<TAB>name, operator requests only
-  grep -F "\"username\":\"system:serviceaccount:$ns:guest-attestation-operator\"" "$1" | awk '
+audit_tsv() { # audit logs -> stamp<TAB>verb<TAB>resource<TAB>subresource<TAB>name, operator requests only
+  grep -hF "\"username\":\"system:serviceaccount:$ns:guest-attestation-operator\"" "$@" | awk '
     function field(s, k,   v) { v = s; if (!sub(".*\"" k "\":\"", "", v)) return "-"; sub(/".*/, "", v); return v }
     {
       st = field($0, "stage"); if (st != "-" && st != "ResponseComplete") next
@@ -308,7 +308,8 @@ run_one() {
   # --- analysis ------------------------------------------------------------------------------
   requests_tsv < "$w/requests.cold.json" > "$w/requests.cold.tsv"
   requests_tsv < "$w/requests.window.json" > "$w/requests.window.tsv"
-  audit_tsv "$w/cp/audit.log" > "$w/audit.tsv"
+  # The API server rotates its audit log every 100 MB (lumberjack's default): read the backups too.
+  audit_tsv "$w/cp"/audit*.log > "$w/audit.tsv"
   local ws_iso we_iso
   ws_iso="$(date -u -d "@$ws" +%Y-%m-%dT%H:%M:%S.%6NZ)"; we_iso="$(date -u -d "@$we" +%Y-%m-%dT%H:%M:%S.%6NZ)"
 
@@ -382,6 +383,9 @@ run_one() {
   # Per-object memory: steady RSS over the 2N cached objects (AttestationStatus + extension),
   # without subtracting a baseline (see docs/performance.md).
   per_obj_kib="$(awk -v x="$rss_kb" -v n="$n" 'BEGIN { printf "%.2f", x / (2 * n) }')"
+  local cache_b cache_per_obj
+  cache_b="$(metric_sum "$w/metrics.we" guest_attestation_cache_bytes)"
+  cache_per_obj="$(awk -v x="$cache_b" -v n="$n" 'BEGIN { printf "%.0f", x / (2 * n) }')"
   local cpu_steady_per_interval; cpu_steady_per_interval="$(awk -v a="$cpu_we" -v b="$cpu_ws" -v k="$k" 'BEGIN { printf "%.3f", (a - b) / k }')"
 
   cat > "$results/$name.json" <<JSON
@@ -405,7 +409,7 @@ run_one() {
              "k8s_writes_per_object_excluding_crossers": $wpo,
              "cpu_s_per_interval": $cpu_steady_per_interval},
   "azure_peak_per_s": {"reads": $peak_reads, "writes": $peak_writes, "client_limit_reads": $qps, "client_burst_reads": $burst, "client_limit_writes": $wqps, "arm_refill_reads": 25, "arm_refill_writes": 10},
-  "memory": {"rss_steady_mib": $rss_mib, "rss_peak_mib": $hwm_mib, "rss_kib_per_cached_object": $per_obj_kib},
+  "memory": {"rss_steady_mib": $rss_mib, "rss_peak_mib": $hwm_mib, "rss_kib_per_cached_object": $per_obj_kib, "cache_bytes": $cache_b, "cache_bytes_per_cached_object": $cache_per_obj},
   "cpu_s_total": $cpu_end,
   "stale_flip": {"measured": $flips, "crossed_before_ready": $early, "stale_at_end": $stale_final,
                  "latency_s": {"p50": $p50, "p99": $p99, "max": $pmax}}

@@ -108,6 +108,8 @@ pub struct Metrics {
     pub azure_booked_writes: Family<BookingLabels, Counter>,
     /// The shortest refresh interval the fleet's size allows within the ARM read budget (T6).
     pub refresh_floor: Gauge,
+    /// Bytes held by the packed caches of the per-VM kinds.
+    pub cache_bytes: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -139,6 +141,7 @@ impl Metrics {
             azure_booked_reads: Family::default(),
             azure_booked_writes: Family::default(),
             refresh_floor: Gauge::default(),
+            cache_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -206,6 +209,11 @@ impl Metrics {
             "refresh_floor_seconds",
             "The shortest refresh and drift-check interval the fleet's size allows within the ARM read budget",
             m.refresh_floor.clone(),
+        );
+        registry.register(
+            "cache_bytes",
+            "Bytes held by the packed caches of GuestAttestationExtensions and AttestationStatuses (compressed objects and their dictionaries)",
+            m.cache_bytes.clone(),
         );
         Self { registry, ..m }
     }

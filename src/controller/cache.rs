@@ -27,6 +27,10 @@ pub trait View: Clone + Send + Sync + 'static {
     fn count(&self) -> usize;
     /// Their uids.
     fn uids(&self) -> Vec<String>;
+    /// Bytes the cache holds for them, where it keeps count (the packed cache does).
+    fn bytes(&self) -> usize {
+        0
+    }
 }
 
 impl<K> View for kube::runtime::reflector::Store<K>
@@ -119,14 +123,23 @@ struct Packed {
     bytes: Box<[u8]>,
 }
 
+impl Packed {
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     listed: bool,
     objects: HashMap<Key, Packed>,
-    /// A relist in progress: swapped in when complete.
-    relist: Option<HashMap<Key, Packed>>,
+    /// Packed bytes of `objects`.
+    objects_bytes: usize,
+    /// A relist in progress, swapped in when complete, and its packed bytes.
+    relist: Option<(HashMap<Key, Packed>, usize)>,
     namespaces: Namespaces,
-    dictionary: Option<Arc<[u8]>>,
+    /// The dictionaries still in use; the last is the current one.
+    dictionaries: Vec<Arc<[u8]>>,
 }
 
 /// A packed cache of `K`, filled from a watch (see [`Cache::apply`]); cheap to clone (shared).
@@ -169,10 +182,14 @@ where
     /// Takes in one event of the watch.
     pub fn apply(&self, event: &watcher::Event<K>) {
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let state = &mut *state;
         match event {
             watcher::Event::Apply(o) => {
                 if let Some((key, packed)) = state.pack(o) {
-                    state.objects.insert(key, packed);
+                    state.objects_bytes += packed.len();
+                    if let Some(old) = state.objects.insert(key, packed) {
+                        state.objects_bytes -= old.len();
+                    }
                 }
             }
             watcher::Event::Delete(o) => {
@@ -181,21 +198,26 @@ where
                     .name
                     .as_deref()
                     .and_then(|name| state.namespaces.find(meta.namespace.as_deref(), name))
+                    && let Some(old) = state.objects.remove(&key)
                 {
-                    state.objects.remove(&key);
+                    state.objects_bytes -= old.len();
                 }
             }
-            watcher::Event::Init => state.relist = Some(HashMap::new()),
+            watcher::Event::Init => state.relist = Some((HashMap::new(), 0)),
             watcher::Event::InitApply(o) => {
                 if let Some((key, packed)) = state.pack(o) {
-                    state.relist.get_or_insert_default().insert(key, packed);
+                    let (relist, bytes) = state.relist.get_or_insert_default();
+                    *bytes += packed.len();
+                    if let Some(old) = relist.insert(key, packed) {
+                        *bytes -= old.len();
+                    }
                 }
             }
             watcher::Event::InitDone => {
-                let relisted = state.relist.take().unwrap_or_default();
+                let (relisted, bytes) = state.relist.take().unwrap_or_default();
                 state.objects = relisted;
+                state.objects_bytes = bytes;
                 state.listed = true;
-                drop(state);
                 self.listed.send_replace(true);
             }
         }
@@ -230,20 +252,6 @@ where
         let mut rx = self.listed.subscribe();
         rx.wait_for(|listed| *listed).await.is_ok()
     }
-
-    /// Bytes held by the packed objects and dictionaries (for tests and the benchmark's notes).
-    pub fn packed_bytes(&self) -> usize {
-        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        let mut dictionaries = HashSet::new();
-        let mut bytes = 0;
-        for p in state.objects.values() {
-            bytes += p.bytes.len();
-            if dictionaries.insert(Arc::as_ptr(&p.dictionary).cast::<u8>()) {
-                bytes += p.dictionary.len();
-            }
-        }
-        bytes
-    }
 }
 
 impl<K> View for Cache<K>
@@ -266,6 +274,16 @@ where
             .filter_map(|p| p.uid.as_deref().map(str::to_owned))
             .collect()
     }
+
+    /// The packed objects and the dictionaries they use.
+    fn bytes(&self) -> usize {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let in_use = state
+            .dictionaries
+            .iter()
+            .filter(|d| Arc::strong_count(d) > 1);
+        state.objects_bytes + in_use.map(|d| d.len()).sum::<usize>()
+    }
 }
 
 impl State {
@@ -277,12 +295,14 @@ impl State {
             .namespaces
             .key(meta.namespace.as_deref(), meta.name.as_deref()?);
         let json = serde_json::to_vec(o).ok()?;
-        let dictionary = match &self.dictionary {
+        let dictionary = match self.dictionaries.last() {
             #[allow(clippy::cast_precision_loss)] // lengths of a few KB
             Some(d) if (json.len() as f64) <= d.len() as f64 * DICTIONARY_GROWTH => Arc::clone(d),
             _ => {
+                // Forget the dictionaries no object uses any more (only this list holds them).
+                self.dictionaries.retain(|d| Arc::strong_count(d) > 1);
                 let d: Arc<[u8]> = json.as_slice().into();
-                self.dictionary = Some(Arc::clone(&d));
+                self.dictionaries.push(Arc::clone(&d));
                 d
             }
         };
@@ -368,6 +388,17 @@ mod tests {
         cache.apply(&watcher::Event::InitDone);
         assert!(cache.get(&r("b")).is_none());
         assert_eq!(cache.state().len(), 1);
+
+        // What it holds is counted through replacements, deletions and relists.
+        let one = cache.bytes();
+        cache.apply(&watcher::Event::Apply(cm("c", "4")));
+        assert_eq!(cache.bytes(), one, "the same object again");
+        cache.apply(&watcher::Event::Apply(cm("d", "5")));
+        assert!(cache.bytes() > one);
+        cache.apply(&watcher::Event::Delete(cm("d", "5")));
+        assert_eq!(cache.bytes(), one);
+        cache.apply(&watcher::Event::Delete(cm("c", "4")));
+        assert_eq!(cache.bytes(), 0, "no object, no dictionary in use");
     }
 
     #[test]
@@ -375,12 +406,12 @@ mod tests {
         let cache = Cache::<ConfigMap>::default();
         let long = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/";
         cache.apply(&watcher::Event::Apply(cm("vm-0", &format!("{long}vm-0"))));
-        let first = cache.packed_bytes();
+        let first = cache.bytes();
         for i in 1..100 {
             let name = format!("vm-{i}");
             cache.apply(&watcher::Event::Apply(cm(&name, &format!("{long}{name}"))));
         }
-        let per_object = (cache.packed_bytes() - first) / 99;
+        let per_object = (cache.bytes() - first) / 99;
         let raw = serde_json::to_vec(&cm("vm-1", &format!("{long}vm-1")))
             .unwrap()
             .len();

@@ -238,6 +238,9 @@ impl<C: AzureClients> Context<C> {
         self.metrics
             .refresh_floor
             .set(i64::try_from(floor.as_secs()).unwrap_or(i64::MAX));
+        self.metrics
+            .cache_bytes
+            .set(i64::try_from(self.fleet.cache_bytes()).unwrap_or(i64::MAX));
         interval.max(floor)
     }
 

@@ -19,7 +19,7 @@ const STEADY_SHARE: f64 = 0.5;
 #[derive(Debug)]
 pub struct Fleet {
     reads_per_second: f64,
-    counts: Mutex<HashMap<String, usize>>,
+    counts: Mutex<HashMap<String, (usize, usize)>>,
 }
 
 impl Default for Fleet {
@@ -37,14 +37,15 @@ impl Fleet {
         }
     }
 
-    /// Records that the cache called `key` (controller and namespace) holds `n` objects.
-    pub fn set(&self, key: &str, n: usize) {
+    /// Records that the cache called `key` (controller and namespace) holds `n` objects in
+    /// `bytes` (0 where the cache does not count them).
+    pub fn set(&self, key: &str, n: usize, bytes: usize) {
         let mut counts = self
             .counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if counts.get(key) != Some(&n) {
-            counts.insert(key.to_owned(), n);
+        if counts.get(key) != Some(&(n, bytes)) {
+            counts.insert(key.to_owned(), (n, bytes));
         }
     }
 
@@ -54,6 +55,17 @@ impl Fleet {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
+            .map(|(n, _)| n)
+            .sum()
+    }
+
+    /// Bytes held by the packed caches of every controller.
+    pub fn cache_bytes(&self) -> usize {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .map(|(_, b)| b)
             .sum()
     }
 
@@ -82,7 +94,7 @@ pub async fn track<V: super::cache::View>(fleet: std::sync::Arc<Fleet>, key: Str
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        fleet.set(&key, store.count());
+        fleet.set(&key, store.count(), store.bytes());
     }
 }
 
@@ -102,10 +114,11 @@ mod tests {
     #[test]
     fn counts_add_up_per_cache_and_raise_intervals() {
         let fleet = Fleet::new(12);
-        fleet.set("attestationstatus/a", 600);
-        fleet.set("guestattestationextension/a", 600);
-        fleet.set("attestationstatus/a", 500);
+        fleet.set("attestationstatus/a", 600, 6_000);
+        fleet.set("guestattestationextension/a", 600, 9_000);
+        fleet.set("attestationstatus/a", 500, 5_000);
         assert_eq!(fleet.size(), 1100);
+        assert_eq!(fleet.cache_bytes(), 14_000);
         let floor = fleet.min_interval();
         assert_eq!(floor.as_secs(), 229);
         assert_eq!(fleet.raise(Duration::from_secs(1800)).as_secs(), 1800);
