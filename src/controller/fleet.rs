@@ -51,21 +51,20 @@ impl Fleet {
 
     /// Objects cached by every controller.
     pub fn size(&self) -> usize {
-        self.counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .map(|(n, _)| n)
-            .sum()
+        self.total(|&(n, _)| n)
     }
 
     /// Bytes held by the packed caches of every controller.
     pub fn cache_bytes(&self) -> usize {
+        self.total(|&(_, bytes)| bytes)
+    }
+
+    fn total(&self, pick: fn(&(usize, usize)) -> usize) -> usize {
         self.counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
-            .map(|(_, b)| b)
+            .map(pick)
             .sum()
     }
 
