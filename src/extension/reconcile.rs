@@ -928,6 +928,8 @@ pub async fn run<C: AzureClients>(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(namespace.clone(), owned);
     let store = reader.clone();
+    // Unpacks every extension per provider change: providers change rarely (an index by provider
+    // would make it proportional to the extensions that reference it).
     let referencing = move |provider: AttestationProvider| {
         let (ns, name) = (provider.namespace(), provider.name_any());
         store
