@@ -15,7 +15,6 @@ use std::marker::PhantomData;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use kube::Resource;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -59,8 +58,11 @@ pub struct Key {
 
 impl Key {
     /// The reference kube's APIs take.
-    pub fn object_ref<K: Resource<DynamicType = ()>>(&self) -> ObjectRef<K> {
-        let r = ObjectRef::new(&self.name);
+    #[cfg(test)]
+    pub fn object_ref<K: Resource<DynamicType = ()>>(
+        &self,
+    ) -> kube::runtime::reflector::ObjectRef<K> {
+        let r = kube::runtime::reflector::ObjectRef::new(&self.name);
         match &self.namespace {
             Some(ns) => r.within(ns),
             None => r,
@@ -103,13 +105,9 @@ impl Namespaces {
     }
 
     /// Namespaces seen.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub fn count(&self) -> usize {
         self.0.len()
-    }
-
-    /// Whether none was seen.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -223,8 +221,9 @@ where
         }
     }
 
-    /// The object `r` names, unpacked.
-    pub fn get(&self, r: &ObjectRef<K>) -> Option<Arc<K>> {
+    /// The object `r` names, unpacked (the loop reads by [`Key`], see [`Cache::get_key`]).
+    #[cfg(test)]
+    pub fn get(&self, r: &kube::runtime::reflector::ObjectRef<K>) -> Option<Arc<K>> {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let key = state.namespaces.find(r.namespace.as_deref(), &r.name)?;
         state.objects.get(&key).and_then(unpack).map(Arc::new)
@@ -328,6 +327,7 @@ fn unpack<K: DeserializeOwned>(p: &Packed) -> Option<K> {
 mod tests {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::ObjectMeta;
+    use kube::runtime::reflector::ObjectRef;
 
     use super::*;
 
@@ -430,7 +430,7 @@ mod tests {
         let mut n = Namespaces::default();
         let a = n.key(Some("ns"), "a");
         let b = n.key(Some("ns"), "b");
-        assert_eq!(n.len(), 1);
+        assert_eq!(n.count(), 1);
         assert!(Arc::ptr_eq(
             a.namespace.as_ref().unwrap(),
             b.namespace.as_ref().unwrap()

@@ -317,28 +317,20 @@ where
     C: Resource,
     S: Stream<Item = Result<C, watcher::Error>>,
 {
-    stream.flat_map(|r| {
-        let refs: Vec<_> = match r {
-            Ok(child) => {
-                let ns = child.meta().namespace.clone();
-                child
-                    .meta()
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .filter(|o| o.kind == K::kind(&()) && o.api_version == K::api_version(&()))
-                    .map(|o| {
-                        let r = ObjectRef::new(&o.name);
-                        match &ns {
-                            Some(ns) => Ok(r.within(ns)),
-                            None => Ok(r),
-                        }
-                    })
-                    .collect()
-            }
-            Err(e) => vec![Err(e)],
-        };
-        futures::stream::iter(refs)
+    trigger_mapped(stream, |child: C| {
+        let meta = child.meta();
+        meta.owner_references
+            .iter()
+            .flatten()
+            .filter(|o| o.kind == K::kind(&()) && o.api_version == K::api_version(&()))
+            .map(|o| {
+                let r = ObjectRef::new(&o.name);
+                match &meta.namespace {
+                    Some(ns) => r.within(ns),
+                    None => r,
+                }
+            })
+            .collect()
     })
 }
 
@@ -442,7 +434,7 @@ mod tests {
             q.key(b).unwrap().object_ref::<ConfigMap>(),
             ObjectRef::new("b").within("ns")
         );
-        assert_eq!(q.namespaces.len(), 1, "namespaces are shared");
+        assert_eq!(q.namespaces.count(), 1, "namespaces are shared");
     }
 
     /// A cache, a trigger channel and a recording reconcile that holds each run until released.
